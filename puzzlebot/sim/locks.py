@@ -1,0 +1,168 @@
+"""Physical locks: a pin on the blocker and a keeper on the blocked part, in contact.
+
+Blocking is never scripted. For "A blocks B while A is in [lo, hi], stopping B at `at`",
+the keeper is a small tab on B at one of B's lock points; the pin is a tab on A placed just
+ahead of the keeper along B's opening motion while A is in its locked range. Moving A out
+of that range carries the pin sideways, out of the keeper's path. The two collide only with
+each other, through an explicit contact pair, so locks never snag the arm or other parts.
+
+The construction is checked geometrically before compiling (oriented-box overlap tests over
+sampled joint values): the pin must never hit the keeper while A moves; B's keeper must hit
+the pin when A is locked, and clear it over B's whole travel when A is unlocked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from puzzlebot.sim.mechanisms import PartLayout
+from puzzlebot.sim.spec import LockSpec, SpecError
+
+TAB_T = 0.004  # half thickness of pin and keeper along the blocked motion
+TAB_H = 0.008  # half height of both across the motion
+MIN_HALF_WIDTH = 0.003
+
+
+@dataclass(frozen=True)
+class Tab:
+    """A box attached to a part, in that part's q = 0 layout coordinates."""
+
+    center: np.ndarray
+    axes: np.ndarray  # 3x3, columns are the box's local x, y, z
+    half: np.ndarray  # half extents along the columns
+
+
+@dataclass(frozen=True)
+class LockGeometry:
+    blocker: str
+    blocked: str
+    pin: Tab  # on the blocker
+    keeper: Tab  # on the blocked part
+
+
+def _world(tab: Tab, part: PartLayout, q: float) -> Tab:
+    rot, t = part.transform(q)
+    return Tab(rot @ tab.center + t, rot @ tab.axes, tab.half)
+
+
+def boxes_overlap(a: Tab, b: Tab, tol: float = 0.0) -> bool:
+    """Separating-axis test for two oriented boxes (shrunk by `tol` to ignore grazing)."""
+    ha, hb = a.half - tol, b.half - tol
+    d = b.center - a.center
+    axes = [a.axes[:, i] for i in range(3)] + [b.axes[:, i] for i in range(3)]
+    axes += [np.cross(a.axes[:, i], b.axes[:, j]) for i in range(3) for j in range(3)]
+    for axis in axes:
+        n = np.linalg.norm(axis)
+        if n < 1e-9:
+            continue
+        axis = axis / n
+        ra = np.sum(ha * np.abs(a.axes.T @ axis))
+        rb = np.sum(hb * np.abs(b.axes.T @ axis))
+        if abs(d @ axis) > ra + rb:
+            return False
+    return True
+
+
+def _effective_range(lock: LockSpec, joint_range: tuple[float, float]) -> tuple[float, float]:
+    """Extend a locked range that touches a joint limit beyond it, so the limit is well inside."""
+    lo, hi = lock.locked_range
+    width = hi - lo
+    if lo <= joint_range[0]:
+        lo -= width
+    if hi >= joint_range[1]:
+        hi += width
+    return lo, hi
+
+
+def build_lock(lock: LockSpec, blocked: PartLayout, blocker: PartLayout, field: str) -> LockGeometry:
+    """Place the pin and keeper for one lock, or raise SpecError saying why it cannot work."""
+    source = blocked.part.name
+    at = blocked.joint.q0 if lock.at is None else lock.at
+    lo, hi = _effective_range(lock, blocker.joint.range)
+    mid = 0.5 * (lo + hi)
+
+    # Keeper: the lock point of B nearest to the blocker, where B's motion and A's are most
+    # nearly perpendicular.
+    blocker_ref = blocker.point_at(blocker.handle.pos, mid)
+    best = None
+    for k in blocked.lock_points:
+        p = blocked.point_at(k, at)
+        v_b = blocked.velocity_dir(k, at)
+        u_a = _pin_velocity(blocker, p, mid)
+        if u_a is None:
+            continue
+        cos = abs(u_a @ v_b)
+        score = cos * 10 + np.linalg.norm(p - blocker_ref)
+        if best is None or score < best[0]:
+            best = (score, k, p, v_b, u_a, cos)
+    if best is None or best[5] > 0.5:
+        raise SpecError(field, f"{lock.blocker!r} moves along {source!r}'s opening direction at every "
+                               "lock point, so it cannot block it: use a blocker that moves across it")
+    _, key_point, p, v_b, u_a, _ = best
+    e = u_a - (u_a @ v_b) * v_b
+    e /= np.linalg.norm(e)
+    n = np.cross(v_b, e)
+    frame = np.column_stack([v_b, e, n])
+
+    pin_center_world = p + v_b * (2 * TAB_T + lock.play)
+    # Lateral travel of the pin from mid to the edge of the (effective) locked range.
+    pin_layout = _to_layout(blocker, pin_center_world, mid)
+    half_width = min(abs((blocker.point_at(pin_layout, q) - pin_center_world) @ e) for q in (lo, hi))
+    half_width = max(half_width, 2 * MIN_HALF_WIDTH)
+    keeper_half = np.array([TAB_T, half_width / 2, TAB_H])
+    pin_half = np.array([TAB_T, half_width / 2, TAB_H])
+
+    rot_b, _ = blocked.transform(at)
+    rot_a, _ = blocker.transform(mid)
+    keeper = Tab(_to_layout(blocked, p, at), rot_b.T @ frame, keeper_half)
+    pin = Tab(pin_layout, rot_a.T @ frame, pin_half)
+    geometry = LockGeometry(lock.blocker, source, pin, keeper)
+    _check(geometry, lock, blocked, blocker, at, field)
+    return geometry
+
+
+def _pin_velocity(blocker: PartLayout, p: np.ndarray, q: float) -> np.ndarray | None:
+    """Direction a pin placed at world point p (at blocker value q) moves, or None on the axis."""
+    try:
+        return blocker.velocity_dir(_to_layout(blocker, p, q), q)
+    except ValueError:
+        return None
+
+
+def _to_layout(part: PartLayout, world: np.ndarray, q: float) -> np.ndarray:
+    rot, t = part.transform(q)
+    return rot.T @ (world - t)
+
+
+def _check(geom: LockGeometry, lock: LockSpec, blocked: PartLayout, blocker: PartLayout, at: float,
+           field: str) -> None:
+    """Verify the lock works as declared over sampled joint values."""
+    a_lo, a_hi = blocker.joint.range
+    b_hi = blocked.joint.range[1]
+    keeper_at = _world(geom.keeper, blocked, at)
+    for q in np.linspace(a_lo, a_hi, 41):
+        if boxes_overlap(_world(geom.pin, blocker, q), keeper_at, tol=2e-4):
+            raise SpecError(field, f"the pin of {lock.blocker!r} would hit {geom.blocked!r} while "
+                                   f"{lock.blocker!r} moves (at {q:.3f}); mount the blocker elsewhere")
+    sweep = np.linspace(at, b_hi, 61)
+
+    def hits(q_a: float) -> bool:
+        pin = _world(geom.pin, blocker, q_a)
+        return any(boxes_overlap(pin, _world(geom.keeper, blocked, qb)) for qb in sweep)
+
+    lo, hi = lock.locked_range
+    locked_probe = min(max(0.5 * (lo + hi), a_lo), a_hi)
+    if not hits(locked_probe):
+        raise SpecError(field, f"{lock.blocker!r} at {locked_probe:.3f} does not stop {geom.blocked!r}: "
+                               "the locked range is too narrow for this geometry")
+    free = [v for v in ((a_lo + lo) / 2 if lo > a_lo else None, (hi + a_hi) / 2 if hi < a_hi else None)
+            if v is not None]
+    if not free:
+        raise SpecError(field, f"locked_range {lock.locked_range} covers all of {lock.blocker!r}'s range "
+                               f"{blocker.joint.range}: it could never be unlocked")
+    for q_a in free:
+        if hits(q_a):
+            raise SpecError(field, f"{lock.blocker!r} at {q_a:.3f} (outside its locked range) still stops "
+                                   f"{geom.blocked!r}: its pin does not clear the keeper's path")

@@ -1,0 +1,133 @@
+"""The puzzle's lock logic as a discrete search problem (the oracle's and generator's view).
+
+Each part takes one of a few candidate joint values: where it starts, its limits, the goal's
+value, and a value well clear of each locked range it takes part in. A move takes one part
+from its value to another; it is legal when no lock stops it on the way. Breadth-first
+search gives the shortest solving sequence: its length is the puzzle's depth.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from puzzlebot.sim.mechanisms import DEFAULTS
+from puzzlebot.sim.spec import JointSpec, LockSpec, PuzzleSpec
+
+_EPS = 1e-9
+
+
+@dataclass(frozen=True)
+class Move:
+    """Move `part` to joint value `target`."""
+
+    part: str
+    target: float
+
+    def __str__(self) -> str:
+        return f"{self.part} -> {self.target:.3f}"
+
+
+class PuzzleLogic:
+    """Which moves are legal in which state, and the shortest solving sequence."""
+
+    def __init__(self, spec: PuzzleSpec, max_states: int = 200_000):
+        self.spec = spec
+        self.max_states = max_states
+        self.names = [p.name for p in spec.parts]
+        self.joints: dict[str, JointSpec] = {p.name: p.joint or DEFAULTS[p.mechanism][1] for p in spec.parts}
+        self.locks: dict[str, list[LockSpec]] = {p.name: list(p.blocked_by) for p in spec.parts}
+        self.candidates = {name: self._candidates(name) for name in self.names}
+
+    def _candidates(self, name: str) -> tuple[float, ...]:
+        joint = self.joints[name]
+        lo, hi = joint.range
+        values = {joint.q0, lo, hi}
+        for goal in self.spec.goal:
+            if goal.part == name:
+                g_lo = lo if goal.min is None else goal.min
+                g_hi = hi if goal.max is None else goal.max
+                values.add(hi if g_hi >= hi else 0.5 * (max(g_lo, lo) + g_hi))
+        for part in self.spec.parts:
+            for lock in part.blocked_by:
+                if lock.blocker == name:
+                    l_lo, l_hi = lock.locked_range
+                    if l_lo > lo:
+                        values.add(0.5 * (lo + l_lo))
+                    if l_hi < hi:
+                        values.add(0.5 * (l_hi + hi))
+        return tuple(sorted(values))
+
+    def initial_state(self) -> tuple[float, ...]:
+        return tuple(self.joints[n].q0 for n in self.names)
+
+    def is_locked(self, lock: LockSpec, state: dict[str, float]) -> bool:
+        lo, hi = lock.locked_range
+        return lo - _EPS <= state[lock.blocker] <= hi + _EPS
+
+    def stop_value(self, name: str, lock: LockSpec) -> float:
+        at = self.joints[name].q0 if lock.at is None else lock.at
+        return at + lock.play
+
+    def can_move(self, name: str, target: float, state: dict[str, float]) -> bool:
+        """Whether `name` can travel from its current value to `target` in `state`."""
+        current = state[name]
+        if target > current:
+            for lock in self.locks[name]:
+                stop = self.stop_value(name, lock)
+                if current <= stop + _EPS and target > stop and self.is_locked(lock, state):
+                    return False
+        # A blocker cannot swing its pin into the path of a part that already moved past it.
+        lo_t, hi_t = min(current, target), max(current, target)
+        for part in self.spec.parts:
+            for lock in part.blocked_by:
+                if lock.blocker != name:
+                    continue
+                l_lo, l_hi = lock.locked_range
+                crosses = hi_t >= l_lo and lo_t <= l_hi
+                if crosses and not self.is_locked(lock, state) and state[part.name] > self.stop_value(part.name, lock):
+                    return False
+        return True
+
+    def goal_holds(self, state: dict[str, float]) -> bool:
+        return all(goal.holds(state[goal.part]) for goal in self.spec.goal)
+
+    def solve(self, start: dict[str, float] | None = None) -> list[Move] | None:
+        """Shortest sequence of moves from `start` (default: initial values) to the goal, or None."""
+        first = self.initial_state() if start is None else tuple(start[n] for n in self.names)
+        first = tuple(min(self.candidates[n], key=lambda c, v=v: abs(c - v)) if start is not None else v
+                      for n, v in zip(self.names, first))
+        parents: dict[tuple[float, ...], tuple[tuple[float, ...], Move] | None] = {first: None}
+        queue = deque([first])
+        while queue:
+            values = queue.popleft()
+            state = dict(zip(self.names, values))
+            if self.goal_holds(state):
+                return self._path(parents, values)
+            for i, name in enumerate(self.names):
+                for target in self.candidates[name]:
+                    if target == values[i] or not self.can_move(name, target, state):
+                        continue
+                    nxt = values[:i] + (target,) + values[i + 1:]
+                    if nxt not in parents:
+                        parents[nxt] = (values, Move(name, target))
+                        if len(parents) > self.max_states:
+                            raise RuntimeError(f"puzzle {self.spec.name!r}: search exceeded {self.max_states} "
+                                               "states; raise max_states or simplify the puzzle")
+                        queue.append(nxt)
+        return None
+
+    @staticmethod
+    def _path(parents, values) -> list[Move]:
+        moves = []
+        while parents[values] is not None:
+            values, move = parents[values]
+            moves.append(move)
+        return moves[::-1]
+
+    def depth(self) -> int:
+        """Length of the shortest solving sequence (raises if the puzzle cannot be solved)."""
+        plan = self.solve()
+        if plan is None:
+            raise ValueError(f"puzzle {self.spec.name!r} is unsolvable")
+        return len(plan)
