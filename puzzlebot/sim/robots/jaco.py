@@ -7,9 +7,11 @@ Cartesian space with damped-least-squares IK solved on its own kinematic `MjData
 physics state is never touched by the solver; the arm's position actuators track the IK angles.
 
 TCP frame (see `base.py`): the site "jaco/tcp" sits 0.16 m out of the palm on the hand's axis,
-where the three fingertip pads meet. Tool +z is the approach direction (out of the palm);
+where the pads of a half-closed hand meet. Tool +z is the approach direction (out of the palm);
 tool +y points from the thumb (finger 1) towards the pair of fingers (2 and 3), the axis
-along which the pads close; tool +x = y × z, the axis joining fingers 2 and 3.
+along which the pads close; tool +x = y × z, the axis joining fingers 2 and 3. Open
+fingertips reach only 1.3 cm past the TCP and span ~20 cm along y, so an open hand engulfs
+small parts; closed (a fist) they curl 3.8 cm past it.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ class JacoConfig:
     """Arm torque limit, N·m (tuned here, see NOTES.md; Kinova's datasheet peak is 30.5 for
     joints 1-3 and 6.8 for joints 4-6, as in dm_control's jaco_arm.py)."""
     finger_kp: float = 10.0
-    """Finger position gain, N·m/rad (dm_control's jaco_hand.py uses 10 as a velocity gain)."""
+    """Finger position gain, N·m/rad (tuned here, see NOTES.md; dm_control's jaco_hand.py uses
+    10 as its velocity-actuator gain)."""
     finger_torque: float = 2.0
     """Finger torque limit, N·m (tuned here, see NOTES.md: ±0.5 cannot hold a handle)."""
     finger_friction: tuple[float, float, float] = (1.5, 0.02, 0.001)
@@ -69,7 +72,8 @@ class JacoConfig:
     ik_tol: float = 1e-4
     """Weighted task-space error below which an IK call stops early."""
     home: tuple[float, ...] = (0.17, 3.04, 5.24, -0.59, -0.23, 0.82)
-    """Arm home angles, rad (tuned here; see `JacoController.reset`)."""
+    """Arm home angles, rad: the elbow-up IK solution for the TCP 0.45 m in front of the base,
+    0.40 m up, tool 45° down towards +x (chosen here; see `JacoController.reset`)."""
 
 
 def _yaw_quat(yaw: float) -> list[float]:
@@ -103,8 +107,14 @@ class JacoArm(RobotModel):
         hand_body = arm.body("hand/hand")
         # Hand frame: fingers point along -z, the thumb sits at +y; a half turn about x gives
         # tool +z out of the palm and tool +y from the thumb towards fingers 2 and 3.
-        hand_body.add_site(name=TCP_SITE, pos=[0, 0, -cfg.tcp_offset], quat=[0, 1, 0, 0],
-                           type=mujoco.mjtGeom.mjGEOM_SPHERE, size=[0.005, 0, 0], group=4)
+        hand_body.add_site(
+            name=TCP_SITE,
+            pos=[0, 0, -cfg.tcp_offset],
+            quat=[0, 1, 0, 0],
+            type=mujoco.mjtGeom.mjGEOM_SPHERE,
+            size=[0.005, 0, 0],
+            group=4,
+        )
         finger_bodies = {f"hand/b_finger{s}_{i}" for i in range(1, 4) for s in ("", "_tip")}
         for body in arm.bodies:
             if body.name == "world":
@@ -117,12 +127,11 @@ class JacoArm(RobotModel):
                     geom.friction = list(cfg.finger_friction)
                     geom.priority = 1  # else the other geom's friction may win (NOTES.md)
                     geom.condim = 4
-        for i, name in enumerate(arm.excludes):
-            name.name = f"exclude_{i}"
+        for i, exclude in enumerate(arm.excludes):  # dm_control's, unnamed in its XML
+            exclude.name = f"exclude_{i}"
         for jname in ARM_JOINTS:
             joint = arm.joint(jname)
-            act = arm.add_actuator(name=f"act_{jname}", target=jname,
-                                   trntype=mujoco.mjtTrn.mjTRN_JOINT)
+            act = arm.add_actuator(name=f"act_{jname}", target=jname, trntype=mujoco.mjtTrn.mjTRN_JOINT)
             act.set_to_position(kp=cfg.arm_kp, kv=cfg.arm_kv)
             if joint.range[0] < joint.range[1]:  # joints 2 and 3; 1, 4-6 turn endlessly
                 act.ctrllimited = mujoco.mjtLimited.mjLIMITED_TRUE
@@ -132,15 +141,13 @@ class JacoArm(RobotModel):
             act.forcelimited = mujoco.mjtLimited.mjLIMITED_TRUE
             act.forcerange = [-cfg.arm_torque, cfg.arm_torque]
         for jname in FINGER_JOINTS:
-            act = arm.add_actuator(name=f"act_{jname.split('/')[-1]}", target=jname,
-                                   trntype=mujoco.mjtTrn.mjTRN_JOINT)
+            act = arm.add_actuator(name=f"act_{jname.split('/')[-1]}", target=jname, trntype=mujoco.mjtTrn.mjTRN_JOINT)
             act.set_to_position(kp=cfg.finger_kp)
             act.ctrllimited = mujoco.mjtLimited.mjLIMITED_TRUE
             act.ctrlrange = arm.joint(jname).range
             act.forcelimited = mujoco.mjtLimited.mjLIMITED_TRUE
             act.forcerange = [-cfg.finger_torque, cfg.finger_torque]
-        frame = scene.worldbody.add_frame(name=f"{PREFIX}mount", pos=list(mount.pos),
-                                          quat=_yaw_quat(mount.yaw))
+        frame = scene.worldbody.add_frame(name=f"{PREFIX}mount", pos=list(mount.pos), quat=_yaw_quat(mount.yaw))
         scene.attach(arm, frame=frame, prefix=PREFIX)
 
     def bind(self, model: mujoco.MjModel, data: mujoco.MjData) -> JacoController:
@@ -177,8 +184,7 @@ class JacoController(ArmController):
         self._f_lo = np.array([j.range[0] for j in fingers])
         self._f_hi = np.array([j.range[1] for j in fingers])
         self._act = np.array([model.actuator(f"{PREFIX}act_{j}").id for j in ARM_JOINTS])
-        self._f_act = np.array(
-            [model.actuator(f"{PREFIX}act_{j.split('/')[-1]}").id for j in FINGER_JOINTS])
+        self._f_act = np.array([model.actuator(f"{PREFIX}act_{j.split('/')[-1]}").id for j in FINGER_JOINTS])
         self._site = model.site(PREFIX + TCP_SITE).id
         base = model.body(PREFIX + BASE_BODY).id
         self._geoms = np.flatnonzero(model.body_rootid[model.geom_bodyid] == base)
@@ -191,14 +197,20 @@ class JacoController(ArmController):
         self._qneg = np.zeros(4)
         self._rot = np.zeros(3)
         self._damp = self.config.ik_damping**2 * np.eye(6)
-        self._q_ik = np.clip(np.array(self.config.home), self._lo, self._hi)
+        self._jac, self._gram, self._sol = np.zeros((6, 6)), np.zeros((6, 6)), np.zeros(6)
+        # Warm-start the IK from where the arm is now (reset() moves both to home).
+        self._q_ik = np.clip(data.qpos[self._qadr], self._lo, self._hi)
         return self
 
     def reset(self, data: mujoco.MjData) -> None:
         """Home pose: hand above/behind the workspace, tilted forward-down, fingers open.
 
-        With the base at Mount((-0.55, 0, 0), 0) the TCP is at ≈(-0.25, 0, 0.40), pointing
-        45° down towards +x, so approaches along +x and -z are both ≤ 45° of rotation away.
+        With the base at Mount((-0.55, 0, 0), 0) the TCP is at ≈(-0.10, 0, 0.40), pointing
+        45° down towards +x, so approaches along +x and -z are both 45° of rotation away and
+        the elbow stays up and behind the workspace.
+
+        Args:
+            data: state to write; `mj_forward` is run on it so `tcp_pose` is current.
         """
         home = np.clip(np.array(self.config.home), self._lo, self._hi)
         data.qpos[self._qadr] = home
@@ -253,9 +265,15 @@ class JacoController(ArmController):
             if err @ err < cfg.ik_tol**2:
                 break
             mujoco.mj_jacSite(model, kin, self._jacp, self._jacr, self._site)
-            jac = np.vstack((self._jacp[:, self._dadr],
-                             cfg.ik_rot_weight * self._jacr[:, self._dadr]))
-            dq = jac.T @ np.linalg.solve(jac @ jac.T + self._damp, err)
+            jac, gram, sol = self._jac, self._gram, self._sol
+            np.take(self._jacp, self._dadr, axis=1, out=jac[:3])
+            np.take(self._jacr, self._dadr, axis=1, out=jac[3:])
+            jac[3:] *= cfg.ik_rot_weight
+            # dq = Jᵀ (J Jᵀ + λ² I)⁻¹ e, by Cholesky (np.linalg.solve is slower on 6x6)
+            np.add(jac @ jac.T, self._damp, out=gram)
+            mujoco.mju_cholFactor(gram, 0.0)
+            mujoco.mju_cholSolve(sol, gram, err)
+            dq = jac.T @ sol
             peak = np.abs(dq).max()
             if peak > cfg.ik_max_step:
                 dq *= cfg.ik_max_step / peak
