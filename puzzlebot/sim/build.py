@@ -30,6 +30,11 @@ LOCK_SOLREF = (0.005, 1.0)
 LOCK_SOLIMP = (0.95, 0.99, 0.001, 0.5, 2.0)
 LOCK_FRICTION = (0.2, 0.2, 0.005, 0.0001, 0.0001)  # MuJoCo pair: 2 sliding, spin, 2 rolling
 PART_FRICTION = (0.9, 0.01, 0.001)  # wood/metal against rubber fingertips
+# MuJoCo's soft constraints scale with the effective mass: light parts need stiff limits,
+# and dry friction must be nearly hard or a vertical bolt creeps down under its weight.
+LIMIT_SOLREF = (0.005, 1.0)
+FRICTION_SOLREF = (0.005, 1.0)
+STIFF_SOLIMP = (0.99, 0.999, 0.001, 0.5, 2.0)
 
 
 @dataclass(frozen=True)
@@ -161,6 +166,8 @@ def add_puzzle(scene: mujoco.MjSpec, compiled: CompiledPuzzle, placement: Placem
                                limited=mujoco.mjtLimited.mjLIMITED_TRUE, frictionloss=lay.joint.friction,
                                damping=lay.joint.damping, armature=lay.joint.armature,
                                stiffness=lay.joint.stiffness)
+        joint.solref_limit, joint.solimp_limit = LIMIT_SOLREF, STIFF_SOLIMP
+        joint.solref_friction, joint.solimp_friction = FRICTION_SOLREF, STIFF_SOLIMP
         joint.type = mujoco.mjtJoint.mjJNT_SLIDE if lay.kind == "slide" else mujoco.mjtJoint.mjJNT_HINGE
         joint.springref = q0 if lay.joint.springref is None else lay.joint.springref
         for shape in lay.shapes:

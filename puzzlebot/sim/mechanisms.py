@@ -9,6 +9,9 @@ same kinematics (`PartLayout.transform`).
 Default dimensions and dynamics are those of a desktop wooden lockbox toy (measured by hand
 on typical toys: drawer runners take a few newtons to overcome, hinges a few N·cm); they are
 placeholders for proper system identification, which is exactly what the agent does.
+Armatures of the small sliding parts stand for the reflected inertia of their guides and
+keep MuJoCo's mass-scaled contacts and limits stiff (a 30 g button alone would sink through
+its lock pin under a 20 N press).
 """
 
 from __future__ import annotations
@@ -107,10 +110,10 @@ DEFAULTS: dict[str, tuple[tuple[float, ...], JointSpec, float]] = {
     "drawer": ((0.18, 0.08, 0.16), JointSpec((0.0, 0.12), friction=2.0, damping=5.0, armature=0.05), 0.4),
     "door": ((0.14, 0.16), JointSpec((0.0, 1.7), friction=0.05, damping=0.05, armature=0.005), 0.3),
     "lid": ((0.18, 0.30), JointSpec((0.0, 1.9), friction=0.05, damping=0.05, armature=0.005), 0.3),
-    "bolt": ((0.10,), JointSpec((0.0, 0.045), friction=1.0, damping=3.0, armature=0.02), 0.06),
-    "lever": ((0.10,), JointSpec((0.0, 1.2), friction=0.06, damping=0.02, armature=0.002), 0.05),
+    "bolt": ((0.10,), JointSpec((0.0, 0.045), friction=1.0, damping=3.0, armature=0.15), 0.06),
+    "lever": ((0.10,), JointSpec((0.0, 1.2), friction=0.06, damping=0.02, armature=0.003), 0.05),
     "knob": ((0.035,), JointSpec((0.0, 2.5), friction=0.02, damping=0.01, armature=0.001), 0.05),
-    "button": ((0.04,), JointSpec((0.0, 0.012), friction=1.0, damping=2.0, armature=0.01), 0.03),
+    "button": ((0.04,), JointSpec((0.0, 0.012), friction=1.0, damping=2.0, armature=0.15), 0.03),
 }
 assert set(DEFAULTS) == set(MECHANISMS)
 
