@@ -23,6 +23,8 @@ from puzzlebot.sim.spec import LockSpec, SpecError
 TAB_T = 0.004  # half thickness of pin and keeper along the blocked motion
 TAB_H = 0.008  # half height of both across the motion
 MIN_HALF_WIDTH = 0.003
+GAP_STEP = 0.002  # m added to the pin-keeper gap per try when a swinging pin would hit
+MAX_EXTRA_GAP = 0.02
 
 
 @dataclass(frozen=True)
@@ -106,21 +108,30 @@ def build_lock(lock: LockSpec, blocked: PartLayout, blocker: PartLayout, field: 
     n = np.cross(v_b, e)
     frame = np.column_stack([v_b, e, n])
 
-    pin_center_world = p + v_b * (2 * TAB_T + lock.play)
-    # Lateral travel of the pin from mid to the edge of the (effective) locked range.
-    pin_layout = _to_layout(blocker, pin_center_world, mid)
-    half_width = min(abs((blocker.point_at(pin_layout, q) - pin_center_world) @ e) for q in (lo, hi))
-    half_width = max(half_width, 2 * MIN_HALF_WIDTH)
-    keeper_half = np.array([TAB_T, half_width / 2, TAB_H])
-    pin_half = np.array([TAB_T, half_width / 2, TAB_H])
-
     rot_b, _ = blocked.transform(at)
     rot_a, _ = blocker.transform(mid)
-    keeper = Tab(_to_layout(blocked, p, at), rot_b.T @ frame, keeper_half)
-    pin = Tab(pin_layout, rot_a.T @ frame, pin_half)
-    geometry = LockGeometry(lock.blocker, source, pin, keeper)
-    _check(geometry, lock, blocked, blocker, at, field)
-    return geometry
+    keeper_center = _to_layout(blocked, p, at)
+    # A pin that swings on an arc sweeps its corners towards the keeper: widen the gap in
+    # steps until the pin clears the keeper over the blocker's whole range (more play).
+    error: SpecError | None = None
+    for extra in np.arange(0.0, MAX_EXTRA_GAP + 1e-9, GAP_STEP):
+        pin_center_world = p + v_b * (2 * TAB_T + lock.play + extra)
+        # Lateral travel of the pin from mid to the edge of the (effective) locked range.
+        pin_layout = _to_layout(blocker, pin_center_world, mid)
+        half_width = min(abs((blocker.point_at(pin_layout, q) - pin_center_world) @ e) for q in (lo, hi))
+        half_width = max(half_width, 2 * MIN_HALF_WIDTH)
+        keeper = Tab(keeper_center, rot_b.T @ frame, np.array([TAB_T, half_width / 2, TAB_H]))
+        pin = Tab(pin_layout, rot_a.T @ frame, np.array([TAB_T, half_width / 2, TAB_H]))
+        geometry = LockGeometry(lock.blocker, source, pin, keeper)
+        try:
+            _check(geometry, lock, blocked, blocker, at, field)
+            return geometry
+        except SpecError as err:
+            error = err
+            if "would hit" not in err.reason:
+                break
+    assert error is not None
+    raise error
 
 
 def _pin_velocity(blocker: PartLayout, p: np.ndarray, q: float) -> np.ndarray | None:
