@@ -141,6 +141,9 @@ def _add_tab(body: mujoco.MjsBody, name: str, tab: Tab, origin: np.ndarray, rgba
 def add_puzzle(scene: mujoco.MjSpec, compiled: CompiledPuzzle, placement: Placement = Placement()) -> None:
     """Add the puzzle's bodies, joints, markers and lock pairs to `scene`."""
     spec = compiled.spec
+    if any(p.marker_id is None for p in spec.parts):
+        raise ValueError(f"puzzle {spec.name!r} has parts without marker ids: validate it first "
+                         "(puzzlebot.sim.validate.validate assigns free ids)")
     depth, width, height = spec.base.size
     base = scene.worldbody.add_body(name="base", pos=[*placement.pos, 0.0], quat=placement.quat())
     static_bits = (STATIC_BIT, ROBOT_BIT)

@@ -1,0 +1,76 @@
+"""Every mechanism moves within its limits; every lock blocks physically and releases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mujoco
+import numpy as np
+import pytest
+
+from puzzlebot.sim.build import puzzle_scene
+from puzzlebot.sim.mechanisms import DEFAULTS
+from puzzlebot.sim.spec import MECHANISMS, GoalSpec, PartSpec, PuzzleSpec, load_spec
+from puzzlebot.sim.validate import validate
+
+PUZZLES = sorted((Path(__file__).resolve().parents[2] / "puzzlebot" / "assets" / "puzzles").glob("*.yaml"))
+POSITIONS = {"lid": (-0.05, 0.0)}
+
+
+def _push(model, data, joint: str, effort: float, seconds: float = 1.0, qpos: dict | None = None) -> float:
+    """Apply a constant generalized force to one joint from the initial state; return its final value."""
+    mujoco.mj_resetData(model, data)
+    for name, value in (qpos or {}).items():
+        data.qpos[model.joint(f"{name}/joint").qposadr[0]] = value
+    dof = model.joint(f"{joint}/joint").dofadr[0]
+    for _ in range(int(seconds / model.opt.timestep)):
+        data.qfrc_applied[:] = 0
+        data.qfrc_applied[dof] = effort
+        mujoco.mj_step(model, data)
+    assert np.all(np.isfinite(data.qpos))
+    return float(data.qpos[model.joint(f"{joint}/joint").qposadr[0]])
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_each_mechanism_moves_within_its_limits(mechanism):
+    spec = PuzzleSpec("one", [PartSpec("p", mechanism, POSITIONS.get(mechanism, (0.0, 0.15)))],
+                      [GoalSpec("p", min=DEFAULTS[mechanism][1].range[1] * 0.5)])
+    validate(spec)
+    model = puzzle_scene(spec).compile()
+    data = mujoco.MjData(model)
+    lo, hi = DEFAULTS[mechanism][1].range
+    effort = 30.0 if MECHANISMS[mechanism] == "slide" else 3.0
+    opened = _push(model, data, "p", effort)
+    closed = _push(model, data, "p", -effort, qpos={"p": hi})
+    span = hi - lo
+    assert hi - 0.03 * span <= opened <= hi + 0.03 * span, f"{mechanism} opened to {opened}, limit {hi}"
+    assert lo - 0.03 * span <= closed <= lo + 0.03 * span, f"{mechanism} closed to {closed}, limit {lo}"
+
+
+def _locks(path: Path):
+    spec = load_spec(path)
+    return [(spec, part, lock) for part in spec.parts for lock in part.blocked_by]
+
+
+LOCKS = [item for path in PUZZLES for item in _locks(path)]
+
+
+@pytest.mark.parametrize("spec,part,lock", LOCKS, ids=[f"{s.name}:{lk.blocker}->{p.name}" for s, p, lk in LOCKS])
+def test_lock_blocks_under_force_and_releases(spec, part, lock):
+    """Push the blocked part hard: it stays put while locked; the same push opens it once unlocked."""
+    model = puzzle_scene(spec).compile()
+    data = mujoco.MjData(model)
+    jid = model.joint(f"{part.name}/joint").id
+    lo, hi = model.jnt_range[jid]
+    slide = model.jnt_type[jid] == mujoco.mjtJoint.mjJNT_SLIDE
+    effort = 20.0 if slide else 1.5
+    blocker_hi = model.jnt_range[model.joint(f"{lock.blocker}/joint").id][1]
+    free_value = 0.5 * (lock.locked_range[1] + blocker_hi)
+    # Every other part starts fully open, so only this lock can stop the blocked part.
+    others = {p.name: float(model.jnt_range[model.joint(f"{p.name}/joint").id][1])
+              for p in spec.parts if p.name not in (part.name, lock.blocker)}
+    locked = _push(model, data, part.name, effort, qpos={**others, lock.blocker: lock.locked_range[0]})
+    released = _push(model, data, part.name, effort, qpos={**others, lock.blocker: free_value})
+    span = hi - lo
+    assert locked - lo < 0.25 * span, f"blocked part moved to {locked} (range {lo}..{hi}) while locked"
+    assert released > lo + 0.6 * span, f"unlocked part only reached {released} (range {lo}..{hi})"
