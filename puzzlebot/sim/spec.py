@@ -153,6 +153,8 @@ def _tuples_to_lists(value: Any) -> Any:
         return {k: _tuples_to_lists(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_tuples_to_lists(v) for v in value]
+    if hasattr(value, "item"):  # numpy scalars from generated specs
+        return value.item()
     return value
 
 

@@ -1,0 +1,154 @@
+"""puzzlebot-sim: the simulation experiment runner (hydra).
+
+With no arguments it generates a depth-3 lockbox and solves it in simulation, writing a run
+folder: the resolved config (.hydra/), the puzzle (puzzle.yaml), the plan and per-move
+results (episode.json), metrics (metrics.json) and a video of the solve (solve.mp4).
+
+Only the ground-truth oracle agent exists so far; the model-building agent and the other
+baselines come with the solve loop, and asking for them raises a clear error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("WANDB_MODE", "offline")
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from puzzlebot.sim.generator import GeneratorConfig, generate  # noqa: E402
+from puzzlebot.sim.spec import PuzzleSpec, load_spec, save_spec  # noqa: E402
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "puzzles"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def resolve_puzzle(cfg: DictConfig, seed: int) -> PuzzleSpec:
+    """Build the puzzle the config names: generated from a seed, or read from a file."""
+    kind = cfg.puzzle.kind
+    if kind == "generated":
+        return generate(GeneratorConfig(depth=int(cfg.puzzle.depth), n_parts=cfg.puzzle.n_parts,
+                                        branching=int(cfg.puzzle.branching), seed=seed))
+    if kind == "file":
+        path = Path(str(cfg.puzzle.path))
+        if not path.suffix:
+            path = ASSETS / f"{path}.yaml"
+        return load_spec(path)
+    raise ValueError(f"puzzle.kind: unknown kind {kind!r} (use 'generated' or 'file')")
+
+
+def _atomic_json(path: Path, payload: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=float))
+    tmp.replace(path)
+
+
+def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+    """Run one experiment into `out_dir`; returns the metrics written to metrics.json."""
+    from rich.console import Console
+
+    from puzzlebot.sim.oracle import Oracle
+    from puzzlebot.sim.world import PuzzleWorld, WorldConfig
+
+    console = Console()
+    if cfg.agent.name != "oracle":
+        raise NotImplementedError(f"agent={cfg.agent.name!r} is not built yet: only the ground-truth 'oracle' "
+                                  "baseline exists (the model-building agent comes with the solve loop)")
+    seed = int(cfg.seed)
+    spec = resolve_puzzle(cfg, seed)
+    save_spec(spec, out_dir / "puzzle.yaml")
+    world = PuzzleWorld(spec, WorldConfig(robot=str(cfg.robot.name)))
+    recorder = _VideoRecorder(world, cfg.experiment, out_dir) if cfg.experiment.video else None
+    oracle = Oracle(spec, max_attempts=int(cfg.agent.max_attempts), world=world,
+                    on_control=recorder.capture if recorder else None)
+    console.print(f"[bold]puzzlebot-sim[/] puzzle [cyan]{spec.name}[/] ({len(spec.parts)} parts), "
+                  f"robot [cyan]{cfg.robot.name}[/], agent [cyan]oracle[/] (ground truth, upper bound)")
+    start = time.perf_counter()
+    with console.status("solving with the oracle..."):
+        result = oracle.solve()
+    wall = time.perf_counter() - start
+    if recorder:
+        recorder.close()
+    for i, step in enumerate(result.executed):
+        mark = "[green]ok[/]" if step.success else "[red]missed[/]"
+        console.print(f"  {i + 1}. {step.part} -> {step.target:.3f} reached {step.reached:.3f} {mark}")
+    metrics = {
+        "puzzle": spec.name, "agent": "oracle", "robot": str(cfg.robot.name), "seed": seed,
+        "depth": len(result.plan), "solved": bool(result.solved), "attempts": result.attempts,
+        "robot_time_s": result.sim_time_s, "compute_s": wall, "reason": result.reason,
+    }
+    _atomic_json(out_dir / "episode.json", {"plan": [str(m) for m in result.plan],
+                                            "executed": [asdict(s) for s in result.executed]})
+    _atomic_json(out_dir / "metrics.json", metrics)
+    _log_wandb(cfg, metrics, out_dir)
+    colour = "green" if result.solved else "red"
+    console.print(f"[{colour}]solved={result.solved}[/] in {result.attempts} moves, "
+                  f"{result.sim_time_s:.1f} s robot time, {wall:.1f} s compute -> {out_dir}")
+    return metrics
+
+
+class _VideoRecorder:
+    """Writes frames from one camera to an mp4 while the oracle acts."""
+
+    def __init__(self, world, experiment: DictConfig, out_dir: Path):
+        import cv2
+        import mujoco
+
+        height, width = experiment.video_size
+        self.world = world
+        self.renderer = mujoco.Renderer(world.model, int(height), int(width))
+        self.renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
+        self.camera = str(experiment.video_camera)
+        dt = world.model.opt.timestep
+        self.every = max(1, int(round(1.0 / (experiment.video_fps * dt * 10))))  # 10 substeps per control
+        self.count = 0
+        self.path = out_dir / "solve.mp4"
+        self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), float(experiment.video_fps),
+                                      (int(width), int(height)))
+
+    def capture(self, world) -> None:
+        import cv2
+
+        self.count += 1
+        if self.count % self.every:
+            return
+        self.renderer.update_scene(world.data, camera=self.camera)
+        self.writer.write(cv2.cvtColor(self.renderer.render(), cv2.COLOR_RGB2BGR))
+
+    def close(self) -> None:
+        self.writer.release()
+        self.renderer.close()
+
+
+def _log_wandb(cfg: DictConfig, metrics: dict[str, Any], out_dir: Path) -> None:
+    mode = str(cfg.experiment.wandb)
+    if mode == "disabled":
+        return
+    import wandb
+
+    run = wandb.init(project="puzzlebot", mode=mode, dir=str(out_dir), config=OmegaConf.to_container(cfg),
+                     reinit=True)
+    run.log({k: v for k, v in metrics.items() if isinstance(v, (int, float, bool))})
+    run.finish()
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIGS), config_name="config")
+def _main(cfg: DictConfig) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    run(cfg, Path(HydraConfig.get().runtime.output_dir))
+
+
+def main() -> None:
+    _main()
+
+
+if __name__ == "__main__":
+    main()
