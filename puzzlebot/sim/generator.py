@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import yaml
 
 from puzzlebot.sim.locks import build_lock
 from puzzlebot.sim.logic import PuzzleLogic
@@ -50,6 +52,26 @@ class GeneratorConfig:
     base_width: tuple[float, float] = (0.42, 0.56)
     base_height: tuple[float, float] = (0.24, 0.32)
     max_tries: int = 400
+
+
+PRESETS = Path(__file__).resolve().parents[1] / "assets" / "presets"
+
+
+def load_preset(name_or_path: str, **overrides: object) -> GeneratorConfig:
+    """A GeneratorConfig from a preset YAML (a name in assets/presets or a path), with overrides."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PRESETS / f"{name_or_path}.yaml"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in PRESETS.glob("*.yaml")))
+        raise FileNotFoundError(f"generator preset {name_or_path!r} not found (shipped: {known})")
+    data = yaml.safe_load(path.read_text()) or {}
+    fields = {f.name for f in dataclasses.fields(GeneratorConfig)}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise ValueError(f"{path}: unknown generator field {unknown[0]!r} (allowed: {', '.join(sorted(fields))})")
+    data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    return dataclasses.replace(GeneratorConfig(**data), **overrides)
 
 
 def generate(config: GeneratorConfig) -> PuzzleSpec:

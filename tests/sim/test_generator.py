@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from puzzlebot.sim.generator import GeneratorConfig, generate
+from puzzlebot.sim.generator import GeneratorConfig, generate, load_preset
 from puzzlebot.sim.logic import PuzzleLogic
 from puzzlebot.sim.spec import spec_from_dict
 
@@ -49,3 +49,20 @@ def test_bad_configs_raise_clear_errors():
         generate(GeneratorConfig(depth=0))
     with pytest.raises(ValueError, match="n_parts"):
         generate(GeneratorConfig(depth=3, n_parts=2))
+
+
+@pytest.mark.parametrize("preset", ["easy", "medium", "hard", "wide_base"])
+def test_shipped_presets_generate_their_depth(preset):
+    config = load_preset(preset, seed=1)
+    spec = generate(config)
+    assert PuzzleLogic(spec).depth() == config.depth
+    assert len(spec.parts) == config.n_parts
+
+
+def test_unknown_preset_and_field(tmp_path):
+    with pytest.raises(FileNotFoundError, match="shipped: "):
+        load_preset("nonexistent")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("depth: 2\ncolour: red\n")
+    with pytest.raises(ValueError, match="unknown generator field 'colour'"):
+        load_preset(str(bad))
