@@ -51,6 +51,9 @@ class Oracle:
     def __init__(self, spec: PuzzleSpec, world_config: WorldConfig = WorldConfig(),
                  skill_config: SkillConfig = SkillConfig(), max_attempts: int = 12,
                  on_control: Callable[[PuzzleWorld], None] | None = None, world: PuzzleWorld | None = None):
+        if not isinstance(spec, PuzzleSpec):
+            raise TypeError(f"the oracle plans with a PuzzleSpec's declared locks; {type(spec).__name__} "
+                            f"{getattr(spec, 'name', '')!r} (an MJCF puzzle) declares none, so it cannot be planned")
         self.spec = spec
         self.world = world or PuzzleWorld(spec, world_config)
         self.logic = PuzzleLogic(spec)

@@ -14,6 +14,8 @@ import numpy as np
 
 from puzzlebot.sim.build import DEFAULT_CAMERAS, CameraSpec, CompiledPuzzle, Placement, add_cameras, add_puzzle, \
     lay_out, new_scene
+from puzzlebot.sim.external import PREFIX as EXTERNAL_PREFIX
+from puzzlebot.sim.external import ExternalPuzzleSpec, add_external
 from puzzlebot.sim.robots import make_robot
 from puzzlebot.sim.robots.base import ArmController, Mount, RobotModel
 from puzzlebot.sim.spec import PuzzleSpec
@@ -34,13 +36,22 @@ class WorldConfig:
 class PuzzleWorld:
     """Model, data and named handles for one puzzle with one robot."""
 
-    def __init__(self, spec: PuzzleSpec, config: WorldConfig = WorldConfig(),
+    def __init__(self, spec: PuzzleSpec | ExternalPuzzleSpec, config: WorldConfig = WorldConfig(),
                  compiled: CompiledPuzzle | None = None):
         self.spec = spec
         self.config = config
-        self.compiled = compiled or lay_out(spec)
         scene = new_scene(config.timestep)
-        add_puzzle(scene, self.compiled, config.placement)
+        if isinstance(spec, ExternalPuzzleSpec):
+            # An MJCF puzzle: its hinge/slide joints are the parts; no declared lock logic.
+            self.compiled = None
+            self.part_names = spec.joints
+            self._joint_names = tuple(f"{EXTERNAL_PREFIX}{j}" for j in spec.joints)
+            add_external(scene, spec, np.array([*config.placement.pos, 0.0]), config.placement.quat())
+        else:
+            self.compiled = compiled or lay_out(spec)
+            self.part_names = tuple(p.name for p in spec.parts)
+            self._joint_names = tuple(f"{n}/joint" for n in self.part_names)
+            add_puzzle(scene, self.compiled, config.placement)
         self.robot: RobotModel = make_robot(config.robot)
         self.robot.attach(scene, config.mount)
         add_cameras(scene, config.cameras)
@@ -48,10 +59,13 @@ class PuzzleWorld:
         self.model = scene.compile()
         self.data = mujoco.MjData(self.model)
         self.arm: ArmController = self.robot.bind(self.model, self.data)
-        self.part_names = tuple(p.name for p in spec.parts)
-        self._qpos = np.array([self.model.joint(f"{n}/joint").qposadr[0] for n in self.part_names])
-        self._dof = np.array([self.model.joint(f"{n}/joint").dofadr[0] for n in self.part_names])
+        self._qpos = np.array([self.model.joint(j).qposadr[0] for j in self._joint_names])
+        self._dof = np.array([self.model.joint(j).dofadr[0] for j in self._joint_names])
         self.reset()
+
+    def joint_name(self, part: str) -> str:
+        """The MuJoCo joint of a part (``P/joint``, or ``ext/<joint>`` for an MJCF puzzle)."""
+        return self._joint_names[self.part_names.index(part)]
 
     def reset(self) -> None:
         mujoco.mj_resetData(self.model, self.data)
@@ -80,7 +94,7 @@ class PuzzleWorld:
         state = self.part_state()
         progress = []
         for goal in self.spec.goal:
-            lo, hi = self.model.jnt_range[self.model.joint(f"{goal.part}/joint").id]
+            lo, hi = self.model.jnt_range[self.model.joint(self.joint_name(goal.part)).id]
             q = state[goal.part]
             if goal.holds(q):
                 progress.append(1.0)
