@@ -125,6 +125,37 @@ class PuzzleLogic:
             moves.append(move)
         return moves[::-1]
 
+    def reachable_states(self) -> list[dict[str, float]]:
+        """Every state reachable from the initial one over the candidate values."""
+        first = self.initial_state()
+        seen = {first}
+        queue = deque([first])
+        while queue:
+            values = queue.popleft()
+            state = dict(zip(self.names, values))
+            for i, name in enumerate(self.names):
+                for target in self.candidates[name]:
+                    if target != values[i] and self.can_move(name, target, state):
+                        nxt = values[:i] + (target,) + values[i + 1:]
+                        if nxt not in seen:
+                            seen.add(nxt)
+                            queue.append(nxt)
+                            if len(seen) > self.max_states:
+                                raise RuntimeError(f"puzzle {self.spec.name!r}: more than {self.max_states} states")
+        return [dict(zip(self.names, v)) for v in seen]
+
+    def explain_unsolvable(self) -> str:
+        """A human reason why no sequence reaches the goal from the initial state."""
+        states = self.reachable_states()
+        for goal in self.spec.goal:
+            if not any(goal.holds(state[goal.part]) for state in states):
+                blockers = sorted({lock.blocker for lock in self.locks[goal.part]})
+                why = f", held by {blockers} which never unlock" if blockers else ""
+                return f"{goal.part!r} never reaches [{goal.min}, {goal.max}]{why}"
+        parts = ", ".join(sorted({g.part for g in self.spec.goal}))
+        return (f"each goal condition can be met, but never all at once (parts {parts}): "
+                "a move the goal needs is blocked by a state another goal condition needs")
+
     def depth(self) -> int:
         """Length of the shortest solving sequence (raises if the puzzle cannot be solved)."""
         plan = self.solve()

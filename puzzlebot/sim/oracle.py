@@ -36,13 +36,7 @@ def plan(spec: PuzzleSpec) -> list[Move] | None:
 
 def explain_unsolvable(spec: PuzzleSpec) -> str:
     """A human reason why no sequence opens the goal parts."""
-    logic = PuzzleLogic(spec)
-    state = dict(zip(logic.names, logic.initial_state()))
-    stuck = [g.part for g in spec.goal if not any(logic.can_move(g.part, t, state) for t in logic.candidates[g.part])]
-    if stuck:
-        blockers = sorted({lock.blocker for name in stuck for lock in logic.locks[name]})
-        return f"goal part(s) {stuck} stay blocked by {blockers}, which can never be unlocked"
-    return "no sequence of moves over the parts' candidate positions reaches the goal"
+    return PuzzleLogic(spec).explain_unsolvable()
 
 
 class Oracle:

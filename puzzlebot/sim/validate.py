@@ -52,9 +52,9 @@ def validate(spec: PuzzleSpec) -> None:
         lay_out(spec)
     except SpecError as err:
         raise SpecError(err.field_path, err.reason, src) from None
-    if PuzzleLogic(spec).solve() is None:
-        raise SpecError("puzzle.goal", "unreachable goal: no sequence of part moves satisfies it "
-                                       "(a blocker is itself blocked for good)", src)
+    logic = PuzzleLogic(spec)
+    if logic.solve() is None:
+        raise SpecError("puzzle.goal", f"unreachable goal: {logic.explain_unsolvable()}", src)
 
 
 def _check_part(spec: PuzzleSpec, i: int, names: list[str]) -> None:

@@ -58,6 +58,14 @@ def test_unreachable_because_blocker_is_blocked_forever():
         spec_from_dict(data)
 
 
+def test_unreachable_goal_explains_why():
+    """Drawer out *and* bolt shut: the bolt cannot close across an open drawer."""
+    with pytest.raises(SpecError) as info:
+        spec_from_dict(broken(lambda d: d["goal"].append({"part": "bolt", "max": 0.01})))
+    assert info.value.field_path == "puzzle.goal"
+    assert "never all at once" in info.value.reason
+
+
 def test_malformed_yaml_and_missing_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("parts: [\n")
