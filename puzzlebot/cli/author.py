@@ -25,8 +25,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from puzzlebot.sim.external import ExternalPuzzleSpec, load_puzzle
 from puzzlebot.sim.logic import PuzzleLogic
-from puzzlebot.sim.spec import MECHANISMS, PuzzleSpec, SpecError, load_spec, save_spec, spec_from_dict
+from puzzlebot.sim.spec import MECHANISMS, PuzzleSpec, SpecError, save_spec, spec_from_dict
 
 TEMPLATES = ("bolt_drawer", "minimal")
 ROBOTS = ("gripper", "jaco")
@@ -52,7 +53,7 @@ def _parts(n: int) -> str:
 def _load(path: str, io: Consoles) -> PuzzleSpec | None:
     """Load and validate, printing the SpecError (file, field, reason) on failure."""
     try:
-        return load_spec(path)
+        return load_puzzle(path)
     except SpecError as err:
         _fail(io, str(err))
         return None
@@ -95,7 +96,11 @@ def cmd_validate(args: argparse.Namespace, io: Consoles) -> int:
     bad = 0
     for file in args.files:
         try:
-            spec = load_spec(file)
+            spec = load_puzzle(file)
+            if isinstance(spec, ExternalPuzzleSpec):
+                io.out.print(f"[bold green]OK[/] {escape(file)}: {spec.name}, MJCF puzzle with joints "
+                             f"{', '.join(spec.joints)} (no declared locks)")
+                continue
             depth = PuzzleLogic(spec).depth()
         except (SpecError, RuntimeError) as err:  # RuntimeError: the logic search ran out of states
             bad += 1
@@ -149,9 +154,11 @@ def cmd_solve(args: argparse.Namespace, io: Consoles) -> int:
     from puzzlebot.sim.world import WorldConfig
 
     try:
-        spec = load_spec(args.file)
+        spec = load_puzzle(args.file)
     except SpecError as err:
         return _fail(io, str(err))  # an unsolvable file's error already says why
+    if isinstance(spec, ExternalPuzzleSpec):
+        return _fail(io, f"{spec.name} is an MJCF puzzle with no declared locks: the oracle cannot plan it")
     moves = plan(spec)
     if moves is None:  # validation already rejects these; kept for specs that change under us
         return _fail(io, f"{spec.name} is unsolvable: {explain_unsolvable(spec)}")

@@ -17,6 +17,8 @@ import mujoco
 import numpy as np
 
 from puzzlebot.sim.build import puzzle_scene
+from puzzlebot.sim.external import PREFIX as EXTERNAL_PREFIX
+from puzzlebot.sim.external import ExternalPuzzleSpec
 from puzzlebot.sim.spec import PuzzleSpec
 
 DEFAULT_VIEWS = ("front", "top", "side")
@@ -163,8 +165,7 @@ def render_views(spec: PuzzleSpec, views: Sequence[str] = DEFAULT_VIEWS,
     model.vis.global_.offheight = max(model.vis.global_.offheight, height)
     data = mujoco.MjData(model)
     mujoco.mj_forward(model, data)
-    names = [p.name for p in spec.parts]
-    handles = np.array([data.site(f"{n}/handle").xpos for n in names])
+    names, handles = label_points(spec, model, data)
     scale = 0.55 * height / DEFAULT_SIZE[0]
     panels = []
     with mujoco.Renderer(model, height, width) as renderer:
@@ -197,3 +198,13 @@ def save_preview(spec: PuzzleSpec, path: str | Path, views: Sequence[str] = DEFA
     if not cv2.imwrite(str(path), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
         raise OSError(f"could not write {path} (is the suffix an image format OpenCV knows?)")
     return path
+
+
+def label_points(spec, model: mujoco.MjModel, data: mujoco.MjData) -> tuple[list[str], np.ndarray]:
+    """Part names and where to label them: handle sites, or an MJCF puzzle's joint anchors."""
+    if isinstance(spec, ExternalPuzzleSpec):
+        names = list(spec.joints)
+        points = [data.xanchor[model.joint(f"{EXTERNAL_PREFIX}{n}").id] for n in names]
+        return names, np.array(points)
+    names = [p.name for p in spec.parts]
+    return names, np.array([data.site(f"{n}/handle").xpos for n in names])

@@ -14,6 +14,7 @@ import mujoco
 import numpy as np
 
 from puzzlebot.sim import markers
+from puzzlebot.sim.external import ExternalPuzzleSpec, add_external
 from puzzlebot.sim.locks import LockGeometry, Tab, build_lock
 from puzzlebot.sim.mechanisms import PartLayout, Shape, layout
 from puzzlebot.sim.robots.base import PART_BIT, ROBOT_BIT, STATIC_BIT
@@ -240,10 +241,13 @@ def add_cameras(scene: mujoco.MjSpec, cameras: tuple[CameraSpec, ...] = DEFAULT_
         scene.worldbody.add_camera(name=cam.name, pos=pos, quat=_quat_from_axes(axes), fovy=cam.fovy)
 
 
-def puzzle_scene(spec: PuzzleSpec, placement: Placement = Placement(),
+def puzzle_scene(spec: PuzzleSpec | ExternalPuzzleSpec, placement: Placement = Placement(),
                  cameras: tuple[CameraSpec, ...] = DEFAULT_CAMERAS) -> mujoco.MjSpec:
-    """The puzzle alone on a table, with lights and cameras: for authoring and export."""
+    """The puzzle (a PuzzleSpec or an MJCF puzzle) alone on a table, with lights and cameras."""
     scene = new_scene()
-    add_puzzle(scene, lay_out(spec), placement)
+    if isinstance(spec, ExternalPuzzleSpec):
+        add_external(scene, spec, np.array([*placement.pos, 0.0]), placement.quat())
+    else:
+        add_puzzle(scene, lay_out(spec), placement)
     add_cameras(scene, cameras)
     return scene

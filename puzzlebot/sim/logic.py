@@ -96,12 +96,12 @@ class PuzzleLogic:
         """Shortest sequence of moves from `start` (default: initial values) to the goal, or None."""
         first = self.initial_state() if start is None else tuple(start[n] for n in self.names)
         first = tuple(min(self.candidates[n], key=lambda c, v=v: abs(c - v)) if start is not None else v
-                      for n, v in zip(self.names, first))
+                      for n, v in zip(self.names, first, strict=True))
         parents: dict[tuple[float, ...], tuple[tuple[float, ...], Move] | None] = {first: None}
         queue = deque([first])
         while queue:
             values = queue.popleft()
-            state = dict(zip(self.names, values))
+            state = dict(zip(self.names, values, strict=True))
             if self.goal_holds(state):
                 return self._path(parents, values)
             for i, name in enumerate(self.names):
@@ -132,7 +132,7 @@ class PuzzleLogic:
         queue = deque([first])
         while queue:
             values = queue.popleft()
-            state = dict(zip(self.names, values))
+            state = dict(zip(self.names, values, strict=True))
             for i, name in enumerate(self.names):
                 for target in self.candidates[name]:
                     if target != values[i] and self.can_move(name, target, state):
@@ -142,7 +142,7 @@ class PuzzleLogic:
                             queue.append(nxt)
                             if len(seen) > self.max_states:
                                 raise RuntimeError(f"puzzle {self.spec.name!r}: more than {self.max_states} states")
-        return [dict(zip(self.names, v)) for v in seen]
+        return [dict(zip(self.names, v, strict=True)) for v in seen]
 
     def explain_unsolvable(self) -> str:
         """A human reason why no sequence reaches the goal from the initial state."""

@@ -302,7 +302,7 @@ def _button(part, base, size, joint, mass) -> PartLayout:
         part, joint, "slide", _X, cap, shapes,
         Handle(cap - _X * 0.012, _X, _Z, "push", side / 2),
         Marker(cap - _X * 0.012, -_X, _Z, side * 0.9),
-        [face + _X * 0.03 + s * _Y * side / 4 for s in (1, -1)] + [face + _X * 0.03 + s * _Z * side / 4 for s in (1, -1)],
+        [face + _X * 0.03 + s * axis * side / 4 for axis in (_Y, _Z) for s in (1, -1)],
         mass,
     )
 

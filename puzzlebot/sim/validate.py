@@ -22,7 +22,7 @@ def validate(spec: PuzzleSpec) -> None:
     if not spec.parts:
         raise SpecError("puzzle.parts", "a puzzle needs at least one movable part", src)
     names = [p.name for p in spec.parts]
-    for i, part in enumerate(spec.parts):
+    for i in range(len(spec.parts)):
         _check_part(spec, i, names)
     _assign_markers(spec)
     _check_cycles(spec)

@@ -12,8 +12,16 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from puzzlebot.sim.build import DEFAULT_CAMERAS, CameraSpec, CompiledPuzzle, Placement, add_cameras, add_puzzle, \
-    lay_out, new_scene
+from puzzlebot.sim.build import (
+    DEFAULT_CAMERAS,
+    CameraSpec,
+    CompiledPuzzle,
+    Placement,
+    add_cameras,
+    add_puzzle,
+    lay_out,
+    new_scene,
+)
 from puzzlebot.sim.external import PREFIX as EXTERNAL_PREFIX
 from puzzlebot.sim.external import ExternalPuzzleSpec, add_external
 from puzzlebot.sim.robots import make_robot
@@ -61,6 +69,7 @@ class PuzzleWorld:
         self.arm: ArmController = self.robot.bind(self.model, self.data)
         self._qpos = np.array([self.model.joint(j).qposadr[0] for j in self._joint_names])
         self._dof = np.array([self.model.joint(j).dofadr[0] for j in self._joint_names])
+        self._goals = self._goal_table()
         self.reset()
 
     def joint_name(self, part: str) -> str:
@@ -83,26 +92,44 @@ class PuzzleWorld:
         return float(self.data.qpos[self._qpos[self.part_names.index(name)]])
 
     def part_state(self) -> dict[str, float]:
-        return dict(zip(self.part_names, self.part_positions().tolist()))
+        return dict(zip(self.part_names, self.part_positions().tolist(), strict=True))
+
+    def _goal_table(self) -> list[tuple[int, float, float, float, float, float, float]]:
+        """Per goal condition: qpos address, bounds and spans, resolved once (env hot path)."""
+        table = []
+        for goal in self.spec.goal:
+            joint = self.model.joint(self.joint_name(goal.part))
+            lo, hi = (float(v) for v in joint.range)
+            gmin = -np.inf if goal.min is None else float(goal.min)
+            gmax = np.inf if goal.max is None else float(goal.max)
+            table.append((int(joint.qposadr[0]), gmin, gmax, lo, max(gmin - lo, 1e-9), hi, max(hi - gmax, 1e-9)))
+        return table
+
+    def measure_goal(self) -> tuple[float, bool]:
+        """Mean progress towards the goal conditions in [0, 1], and whether all of them hold.
+
+        A condition that holds counts 1; otherwise, the fraction of the way from the joint's
+        far limit to the condition's bound.
+        """
+        total, reached = 0.0, True
+        qpos = self.data.qpos
+        for adr, gmin, gmax, lo, below_span, hi, above_span in self._goals:
+            q = float(qpos[adr])
+            if gmin <= q <= gmax:
+                total += 1.0
+                continue
+            reached = False
+            if q < gmin:
+                total += min(max((q - lo) / below_span, 0.0), 1.0)
+            else:
+                total += min(max((hi - q) / above_span, 0.0), 1.0)
+        return total / len(self._goals), reached
 
     def goal_reached(self) -> bool:
-        state = self.part_state()
-        return all(goal.holds(state[goal.part]) for goal in self.spec.goal)
+        return self.measure_goal()[1]
 
     def goal_progress(self) -> float:
-        """Mean over goal conditions of how far each part went towards its goal, in [0, 1]."""
-        state = self.part_state()
-        progress = []
-        for goal in self.spec.goal:
-            lo, hi = self.model.jnt_range[self.model.joint(self.joint_name(goal.part)).id]
-            q = state[goal.part]
-            if goal.holds(q):
-                progress.append(1.0)
-            elif goal.min is not None and q < goal.min:
-                progress.append(float(np.clip((q - lo) / max(goal.min - lo, 1e-9), 0, 1)))
-            else:
-                progress.append(float(np.clip((hi - q) / max(hi - goal.max, 1e-9), 0, 1)))
-        return float(np.mean(progress))
+        return self.measure_goal()[0]
 
     def step(self, nstep: int = 1) -> None:
         mujoco.mj_step(self.model, self.data, nstep)

@@ -39,7 +39,7 @@ def test_goal_is_locked_initially():
     for seed in range(5):
         spec = generate(GeneratorConfig(depth=3, seed=seed))
         logic = PuzzleLogic(spec)
-        state = dict(zip(logic.names, logic.initial_state()))
+        state = dict(zip(logic.names, logic.initial_state(), strict=True))
         goal = spec.goal[0]
         assert not logic.can_move(goal.part, logic.joints[goal.part].range[1], state)
 

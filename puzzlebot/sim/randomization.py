@@ -1,0 +1,152 @@
+"""Domain randomization of a `LockboxEnv`'s compiled model, redrawn at every reset.
+
+Nominal values are read once, at wrap time; each reset writes nominal x factor (or nominal +
+offset), so values never drift however many resets run. Draws come from the env's
+`np_random` (seeded by `reset(seed=...)`), and are reported in `info["randomization"]`.
+Every element is reached by name (`model.joint(name)`, `model.body(name)`, ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+from puzzlebot.sim.env import LockboxEnv
+
+BASE_GEOM = "base/box"  # the base's visible box, named by puzzlebot.sim.build.add_puzzle
+
+
+@dataclass(frozen=True)
+class RandomizationConfig:
+    """Ranges drawn uniformly at each reset.
+
+    Scale ranges are placeholders until system identification on a physical lockbox: wide
+    enough that a policy cannot rely on the nominal values (dry friction of wooden slides
+    easily halves or doubles with humidity and wear).
+    """
+
+    joint_friction: tuple[float, float] = (0.5, 2.0)
+    """Factor on each part joint's dry friction (`frictionloss`)."""
+    joint_damping: tuple[float, float] = (0.5, 2.0)
+    """Factor on each part joint's viscous damping."""
+    joint_armature: tuple[float, float] = (0.5, 2.0)
+    """Factor on each part joint's armature (reflected guide inertia)."""
+    part_mass: tuple[float, float] = (0.7, 1.5)
+    """Factor on each part body's mass; its inertia scales with it (same shape, other density)."""
+    light_intensity: tuple[float, float] = (0.6, 1.4)
+    """Factor on each light's diffuse colour."""
+    base_rgba: float = 0.08
+    """Half-width of the offset added to each RGB channel of the base's colour (clipped to [0, 1])."""
+    camera_pos: float = 0.01
+    """Half-width of the offset added to each camera position coordinate, m."""
+    camera_angle: float = 0.02
+    """Half-width of each component of a rotation vector applied to each camera, rad (camera frame)."""
+
+    def __post_init__(self) -> None:
+        for f in ("joint_friction", "joint_damping", "joint_armature", "part_mass", "light_intensity"):
+            lo, hi = getattr(self, f)
+            if not 0.0 < lo <= hi:
+                raise ValueError(f"RandomizationConfig.{f}: ({lo}, {hi}) must satisfy 0 < low <= high")
+        for f in ("base_rgba", "camera_pos", "camera_angle"):
+            if getattr(self, f) < 0.0:
+                raise ValueError(f"RandomizationConfig.{f}: {getattr(self, f)} must be >= 0")
+
+
+class DomainRandomization(gym.Wrapper):
+    """Redraw physical and visual parameters of the wrapped `LockboxEnv` at every reset.
+
+    Wrap the `LockboxEnv` directly or through wrappers that leave observations unchanged
+    (`TimeLimit`, `OrderEnforcing`): the reset observation is recomputed after the draw.
+    """
+
+    def __init__(self, env: gym.Env, config: RandomizationConfig | None = None):
+        """Read the nominal values the draws scale.
+
+        Args:
+            env: a `LockboxEnv`, possibly wrapped.
+            config: the ranges; None means `RandomizationConfig()`.
+        """
+        super().__init__(env)
+        base = env.unwrapped
+        if not isinstance(base, LockboxEnv):
+            raise TypeError(f"DomainRandomization wraps a LockboxEnv, got {type(base).__name__}")
+        self.config = config or RandomizationConfig()
+        self._lockbox = base
+        model = base.model
+        parts = base.world.part_names
+        self._joints = {p: model.joint(f"{p}/joint") for p in parts}
+        self._bodies = {p: model.body(p) for p in parts}
+        self._lights = {model.light(i).name: model.light(i) for i in range(model.nlight)}
+        self._cameras = {model.camera(i).name: model.camera(i) for i in range(model.ncam)}
+        self._base_geom = model.geom(BASE_GEOM)
+        # Values as compiled: every draw starts from these.
+        self.nominal: dict[str, Any] = {
+            "joint_friction": {p: j.frictionloss.copy() for p, j in self._joints.items()},
+            "joint_damping": {p: j.damping.copy() for p, j in self._joints.items()},
+            "joint_armature": {p: j.armature.copy() for p, j in self._joints.items()},
+            "part_mass": {p: (b.mass.copy(), b.inertia.copy()) for p, b in self._bodies.items()},
+            "light_intensity": {n: light.diffuse.copy() for n, light in self._lights.items()},
+            "base_rgba": self._base_geom.rgba.copy(),
+            "camera_pose": {n: (c.pos.copy(), c.quat.copy()) for n, c in self._cameras.items()},
+        }
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """Reset the env (seeding its `np_random`), then draw and apply new parameters."""
+        _, info = self.env.reset(seed=seed, options=options)
+        drawn = self._apply(self._lockbox.np_random)
+        info["randomization"] = drawn
+        return self._lockbox.observation(), info
+
+    def _apply(self, rng: np.random.Generator) -> dict[str, Any]:
+        """Write nominal x factor (or + offset) into the model; return what was drawn."""
+        cfg, nom = self.config, self.nominal
+        drawn: dict[str, Any] = {}
+        for key, attr in (("joint_friction", "frictionloss"), ("joint_damping", "damping"),
+                          ("joint_armature", "armature")):
+            drawn[key] = {}
+            for part, joint in self._joints.items():
+                factor = float(rng.uniform(*getattr(cfg, key)))
+                getattr(joint, attr)[:] = nom[key][part] * factor
+                drawn[key][part] = factor
+        drawn["part_mass"] = {}
+        for part, body in self._bodies.items():
+            factor = float(rng.uniform(*cfg.part_mass))
+            mass, inertia = nom["part_mass"][part]
+            body.mass[:], body.inertia[:] = mass * factor, inertia * factor
+            drawn["part_mass"][part] = factor
+        drawn["light_intensity"] = {}
+        for name, light in self._lights.items():
+            factor = float(rng.uniform(*cfg.light_intensity))
+            light.diffuse[:] = nom["light_intensity"][name] * factor
+            drawn["light_intensity"][name] = factor
+        offset = rng.uniform(-cfg.base_rgba, cfg.base_rgba, size=3)
+        self._base_geom.rgba[:3] = np.clip(nom["base_rgba"][:3] + offset, 0.0, 1.0)
+        drawn["base_rgba"] = offset.tolist()
+        drawn["camera_pose"] = {}
+        for name, camera in self._cameras.items():
+            pos0, quat0 = nom["camera_pose"][name]
+            dpos = rng.uniform(-cfg.camera_pos, cfg.camera_pos, size=3)
+            rotvec = rng.uniform(-cfg.camera_angle, cfg.camera_angle, size=3)
+            quat = quat0.copy()
+            mujoco.mju_quatIntegrate(quat, rotvec, 1.0)  # rotate about the camera's own axes
+            camera.pos[:], camera.quat[:] = pos0 + dpos, quat
+            drawn["camera_pose"][name] = {"pos_offset": dpos.tolist(), "rotation": rotvec.tolist()}
+        self._update_constants()
+        return drawn
+
+    def _update_constants(self) -> None:
+        """Recompute mass-dependent model constants (mj_setConst) without losing the state.
+
+        mj_setConst works on `data` at qpos0, so the reset state is saved and restored around it.
+        """
+        model, data = self._lockbox.model, self._lockbox.data
+        kind = mujoco.mjtState.mjSTATE_INTEGRATION
+        state = np.empty(mujoco.mj_stateSize(model, kind))
+        mujoco.mj_getState(model, data, state, kind)
+        mujoco.mj_setConst(model, data)
+        mujoco.mj_setState(model, data, state, kind)
+        mujoco.mj_forward(model, data)
