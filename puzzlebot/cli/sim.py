@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -23,8 +24,10 @@ os.environ.setdefault("WANDB_MODE", "offline")
 import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
+from puzzlebot.configs.schema import register as register_schema  # noqa: E402
 from puzzlebot.sim.generator import GeneratorConfig, generate  # noqa: E402
-from puzzlebot.sim.spec import PuzzleSpec, load_spec, save_spec  # noqa: E402
+from puzzlebot.sim.external import load_puzzle  # noqa: E402
+from puzzlebot.sim.spec import PuzzleSpec, save_spec  # noqa: E402
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "puzzles"
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -40,7 +43,7 @@ def resolve_puzzle(cfg: DictConfig, seed: int) -> PuzzleSpec:
         path = Path(str(cfg.puzzle.path))
         if not path.suffix:
             path = ASSETS / f"{path}.yaml"
-        return load_spec(path)
+        return load_puzzle(path)
     raise ValueError(f"puzzle.kind: unknown kind {kind!r} (use 'generated' or 'file')")
 
 
@@ -63,7 +66,11 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
                                   "baseline exists (the model-building agent comes with the solve loop)")
     seed = int(cfg.seed)
     spec = resolve_puzzle(cfg, seed)
-    save_spec(spec, out_dir / "puzzle.yaml")
+    if isinstance(spec, PuzzleSpec):
+        save_spec(spec, out_dir / "puzzle.yaml")
+    else:  # an MJCF puzzle: keep its description and model with the run
+        shutil.copy(spec.source, out_dir / "puzzle.yaml")
+        shutil.copy(spec.mjcf, out_dir / spec.mjcf.name)
     world = PuzzleWorld(spec, WorldConfig(robot=str(cfg.robot.name)))
     recorder = _VideoRecorder(world, cfg.experiment, out_dir) if cfg.experiment.video else None
     oracle = Oracle(spec, max_attempts=int(cfg.agent.max_attempts), world=world,
@@ -137,6 +144,9 @@ def _log_wandb(cfg: DictConfig, metrics: dict[str, Any], out_dir: Path) -> None:
                      reinit=True)
     run.log({k: v for k, v in metrics.items() if isinstance(v, (int, float, bool))})
     run.finish()
+
+
+register_schema()
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIGS), config_name="config")
