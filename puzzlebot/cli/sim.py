@@ -25,8 +25,8 @@ import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from puzzlebot.configs.schema import register as register_schema  # noqa: E402
-from puzzlebot.sim.generator import GeneratorConfig, generate  # noqa: E402
 from puzzlebot.sim.external import load_puzzle  # noqa: E402
+from puzzlebot.sim.generator import GeneratorConfig, generate  # noqa: E402
 from puzzlebot.sim.spec import PuzzleSpec, save_spec  # noqa: E402
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "puzzles"
