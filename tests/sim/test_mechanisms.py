@@ -10,7 +10,7 @@ import pytest
 
 from puzzlebot.sim.build import puzzle_scene
 from puzzlebot.sim.mechanisms import DEFAULTS
-from puzzlebot.sim.spec import MECHANISMS, GoalSpec, PartSpec, PuzzleSpec, load_spec
+from puzzlebot.sim.spec import MECHANISMS, GoalSpec, JointSpec, PartSpec, PuzzleSpec, load_spec
 from puzzlebot.sim.validate import validate
 
 PUZZLES = sorted((Path(__file__).resolve().parents[2] / "puzzlebot" / "assets" / "puzzles").glob("*.yaml"))
@@ -74,3 +74,20 @@ def test_lock_blocks_under_force_and_releases(spec, part, lock):
     span = hi - lo
     assert locked - lo < 0.25 * span, f"blocked part moved to {locked} (range {lo}..{hi}) while locked"
     assert released > lo + 0.6 * span, f"unlocked part only reached {released} (range {lo}..{hi})"
+
+
+def test_spring_returns_a_pressed_button_and_holds_an_unsprung_one():
+    """`stiffness` makes a spring-return part; without it, friction keeps it where it is left."""
+    def final(stiffness: float) -> float:
+        part = PartSpec("b", "button", (0.0, 0.15),
+                        joint=JointSpec((0.0, 0.012), friction=0.2, damping=2.0, armature=0.15, stiffness=stiffness))
+        spec = PuzzleSpec("spring", [part], [GoalSpec("b", min=0.01)])
+        validate(spec)
+        model = puzzle_scene(spec).compile()
+        data = mujoco.MjData(model)
+        data.qpos[model.joint("b/joint").qposadr[0]] = 0.012  # pressed in
+        mujoco.mj_step(model, data, 1000)
+        return float(data.qpos[model.joint("b/joint").qposadr[0]])
+
+    assert final(stiffness=200.0) < 0.002  # 200 N/m * 12 mm = 2.4 N > 0.2 N friction: springs back
+    assert final(stiffness=0.0) > 0.011
