@@ -21,7 +21,8 @@ import numpy as np
 from gymnasium import spaces
 
 from puzzlebot.sim.build import Placement
-from puzzlebot.sim.spec import PuzzleSpec, load_spec
+from puzzlebot.sim.external import ExternalPuzzleSpec, load_puzzle
+from puzzlebot.sim.spec import PuzzleSpec
 from puzzlebot.sim.world import PuzzleWorld, WorldConfig
 
 ROBOTS = ("gripper", "jaco")
@@ -37,8 +38,8 @@ def default_puzzle() -> Path:
 class EnvConfig:
     """Everything that defines a `LockboxEnv`; each default says why it is what it is."""
 
-    puzzle: PuzzleSpec | str | Path = field(default_factory=default_puzzle)
-    """A PuzzleSpec or the path of a puzzle YAML file."""
+    puzzle: PuzzleSpec | ExternalPuzzleSpec | str | Path = field(default_factory=default_puzzle)
+    """A PuzzleSpec, an MJCF puzzle, or the path of either's YAML file."""
     robot: str = "gripper"
     """'gripper' (floating parallel gripper) or 'jaco' (Kinova Jaco arm + hand)."""
     control: str = "ee"
@@ -118,7 +119,7 @@ class LockboxEnv(gym.Env):
             raise ValueError(f"render_mode {render_mode!r} is not one of {self.metadata['render_modes']}")
         self.config, self.render_mode = cfg, render_mode
         self.metadata = {**self.metadata, "render_fps": round(1.0 / (cfg.timestep * cfg.control_substeps))}
-        spec = cfg.puzzle if isinstance(cfg.puzzle, PuzzleSpec) else load_spec(cfg.puzzle)
+        spec = cfg.puzzle if isinstance(cfg.puzzle, (PuzzleSpec, ExternalPuzzleSpec)) else load_puzzle(cfg.puzzle)
         self.world = PuzzleWorld(spec, WorldConfig(robot=cfg.robot, placement=cfg.placement, timestep=cfg.timestep))
         self.model, self.data, self.arm = self.world.model, self.world.data, self.world.arm
         self.placement = cfg.placement

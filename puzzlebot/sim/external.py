@@ -98,9 +98,14 @@ def load_external(path: str | Path) -> ExternalPuzzleSpec:
 
 
 def add_external(scene: mujoco.MjSpec, puzzle: ExternalPuzzleSpec, pos: np.ndarray, quat: np.ndarray) -> None:
-    """Attach the MJCF's world body contents under ``ext/`` at the given pose."""
+    """Attach the MJCF's world body contents under ``ext/``, inside a static body ``base``.
+
+    The ``base`` body at the placement is what every puzzle has, so code that places or
+    jitters a puzzle (the env's reset) treats both kinds alike.
+    """
     child = mujoco.MjSpec.from_file(str(puzzle.mjcf))
-    frame = scene.worldbody.add_frame(name=f"{PREFIX}frame", pos=pos, quat=quat)
+    base = scene.worldbody.add_body(name="base", pos=pos, quat=quat)
+    frame = base.add_frame(name=f"{PREFIX}frame")
     scene.attach(child, frame=frame, prefix=PREFIX)
 
 

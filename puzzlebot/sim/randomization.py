@@ -17,8 +17,6 @@ import numpy as np
 
 from puzzlebot.sim.env import LockboxEnv
 
-BASE_GEOM = "base/box"  # the base's visible box, named by puzzlebot.sim.build.add_puzzle
-
 
 @dataclass(frozen=True)
 class RandomizationConfig:
@@ -78,11 +76,11 @@ class DomainRandomization(gym.Wrapper):
         self._lockbox = base
         model = base.model
         parts = base.world.part_names
-        self._joints = {p: model.joint(f"{p}/joint") for p in parts}
-        self._bodies = {p: model.body(p) for p in parts}
+        self._joints = {p: model.joint(base.world.joint_name(p)) for p in parts}
+        self._bodies = {p: model.body(int(model.jnt_bodyid[j.id])) for p, j in self._joints.items()}
         self._lights = {model.light(i).name: model.light(i) for i in range(model.nlight)}
         self._cameras = {model.camera(i).name: model.camera(i) for i in range(model.ncam)}
-        self._base_geom = model.geom(BASE_GEOM)
+        self._base_geoms = _static_puzzle_geoms(model)
         # Values as compiled: every draw starts from these.
         self.nominal: dict[str, Any] = {
             "joint_friction": {p: j.frictionloss.copy() for p, j in self._joints.items()},
@@ -90,7 +88,7 @@ class DomainRandomization(gym.Wrapper):
             "joint_armature": {p: j.armature.copy() for p, j in self._joints.items()},
             "part_mass": {p: (b.mass.copy(), b.inertia.copy()) for p, b in self._bodies.items()},
             "light_intensity": {n: light.diffuse.copy() for n, light in self._lights.items()},
-            "base_rgba": self._base_geom.rgba.copy(),
+            "base_rgba": model.geom_rgba[self._base_geoms].copy(),
             "camera_pose": {n: (c.pos.copy(), c.quat.copy()) for n, c in self._cameras.items()},
         }
 
@@ -103,7 +101,7 @@ class DomainRandomization(gym.Wrapper):
 
     def _apply(self, rng: np.random.Generator) -> dict[str, Any]:
         """Write nominal x factor (or + offset) into the model; return what was drawn."""
-        cfg, nom = self.config, self.nominal
+        cfg, nom, model = self.config, self.nominal, self._lockbox.model
         drawn: dict[str, Any] = {}
         for key, attr in (("joint_friction", "frictionloss"), ("joint_damping", "damping"),
                           ("joint_armature", "armature")):
@@ -124,7 +122,7 @@ class DomainRandomization(gym.Wrapper):
             light.diffuse[:] = nom["light_intensity"][name] * factor
             drawn["light_intensity"][name] = factor
         offset = rng.uniform(-cfg.base_rgba, cfg.base_rgba, size=3)
-        self._base_geom.rgba[:3] = np.clip(nom["base_rgba"][:3] + offset, 0.0, 1.0)
+        model.geom_rgba[self._base_geoms, :3] = np.clip(nom["base_rgba"][:, :3] + offset, 0.0, 1.0)
         drawn["base_rgba"] = offset.tolist()
         drawn["camera_pose"] = {}
         for name, camera in self._cameras.items():
@@ -150,3 +148,24 @@ class DomainRandomization(gym.Wrapper):
         mujoco.mj_setConst(model, data)
         mujoco.mj_setState(model, data, state, kind)
         mujoco.mj_forward(model, data)
+
+
+def _static_puzzle_geoms(model: mujoco.MjModel) -> np.ndarray:
+    """Untextured geoms of the puzzle's fixed structure: body "base" and jointless bodies under it.
+
+    Marker plates (textured) are left alone: tinting them would fake a marker, not a lighting change.
+    """
+    base = model.body("base").id
+    static = {b for b in range(model.nbody)
+              if b == base or (model.body_rootid[b] == model.body_rootid[base] and model.body_jntnum[b] == 0
+                               and _descends_from(model, b, base))}
+    return np.array([g for g in range(model.ngeom) if model.geom_bodyid[g] in static and model.geom_matid[g] < 0],
+                    dtype=int)
+
+
+def _descends_from(model: mujoco.MjModel, body: int, ancestor: int) -> bool:
+    while body != 0:
+        if body == ancestor:
+            return True
+        body = int(model.body_parentid[body])
+    return False

@@ -80,3 +80,29 @@ def test_oracle_refuses_mjcf_puzzles_with_a_reason():
 def test_exported_scene_has_prefixed_joints():
     world = PuzzleWorld(load_external(CABINET))
     assert world.model.joint("ext/door_hinge").type[0] == mujoco.mjtJoint.mjJNT_HINGE
+
+
+def test_mjcf_puzzle_runs_in_the_gymnasium_env():
+    from puzzlebot.sim.env import EnvConfig, LockboxEnv
+
+    env = LockboxEnv(EnvConfig(puzzle=CABINET, cameras=(), privileged=True, placement=Placement(pos=(0.2, 0.0))))
+    obs, _ = env.reset(seed=0)
+    assert obs["privileged"].shape == (2,)
+    obs, reward, terminated, _, info = env.step(env.action_space.sample())
+    assert not terminated and 0.0 <= info["reward_terms"]["progress"] < 1.0
+    env.close()
+
+
+def test_domain_randomization_covers_mjcf_puzzles():
+    from puzzlebot.sim.env import EnvConfig, LockboxEnv
+    from puzzlebot.sim.randomization import DomainRandomization
+
+    env = DomainRandomization(LockboxEnv(EnvConfig(puzzle=CABINET, cameras=(), placement=Placement(pos=(0.2, 0.0)))))
+    env.reset(seed=1)
+    hinge = env.unwrapped.model.joint("ext/door_hinge")
+    first = float(hinge.frictionloss[0])
+    env.reset(seed=2)
+    assert float(hinge.frictionloss[0]) != first
+    carcass = env.unwrapped.model.geom("ext/carcass_box")
+    assert not (carcass.rgba[:3] == [0.45, 0.5, 0.58]).all()
+    env.close()
