@@ -36,7 +36,8 @@ class WorldConfig:
     robot: str = "gripper"
     """'gripper' (floating parallel gripper) or 'jaco' (Kinova Jaco arm + hand)."""
     placement: Placement = Placement()
-    mount: Mount = Mount()
+    mount: Mount | None = None
+    """Robot base (floating gripper: home) pose; None takes the robot's own `default_mount`."""
     cameras: tuple[CameraSpec, ...] = DEFAULT_CAMERAS
     timestep: float = 0.002
 
@@ -61,7 +62,8 @@ class PuzzleWorld:
             self._joint_names = tuple(f"{n}/joint" for n in self.part_names)
             add_puzzle(scene, self.compiled, config.placement)
         self.robot: RobotModel = make_robot(config.robot)
-        self.robot.attach(scene, config.mount)
+        self.mount: Mount = config.mount or self.robot.default_mount
+        self.robot.attach(scene, self.mount)
         add_cameras(scene, config.cameras)
         self.mjspec = scene
         self.model = scene.compile()

@@ -32,11 +32,41 @@ class Mount:
     yaw: float = 0.0
 
 
+@dataclass(frozen=True)
+class SidePush:
+    """One way a hand pushes a handle sideways: a hand closure and the spot that does it."""
+
+    point: tuple[float, float, float]
+    """The spot on the hand that touches the handle, tool frame, m."""
+    axis: tuple[float, float, float] = (0.0, 1.0, 0.0)
+    """Tool-frame direction the spot pushes along (perpendicular to tool z)."""
+    closure: float = 1.0
+    """Hand closure (0 open .. 1 closed) held while pushing."""
+
+
+@dataclass(frozen=True)
+class HandGeometry:
+    """What scripted skills need to know about a robot's hand, in its tool frame (see above)."""
+
+    press_reach: float
+    """How far the closed hand reaches past the TCP along tool +z, m: what presses a button."""
+    side_pushes: tuple[SidePush, ...]
+    """Ways to push a handle sideways, preferred first (a retry takes the next)."""
+    preshape: float = 0.0
+    """Closure (0 open .. 1 closed) held while approaching a handle to grasp it."""
+    grasp_offset: float = 0.0
+    """How far short of a handle, along the approach, the TCP stops before the hand closes, m."""
+    max_speed: float = 0.5
+    """Fastest TCP speed scripted skills command in free space, m/s."""
+
+
 class ArmController(abc.ABC):
     """Drives one attached robot inside a compiled model; reads only its own joints."""
 
     #: Names of the robot's actuated joints (for joint-space actions and observations).
     joint_names: tuple[str, ...]
+    #: The hand's geometry and limits as scripted skills see them.
+    hand: HandGeometry
 
     @abc.abstractmethod
     def reset(self, data: mujoco.MjData) -> None:
@@ -79,6 +109,8 @@ class RobotModel(abc.ABC):
     """A robot description that can be attached to a puzzle scene built with MjSpec."""
 
     name: str
+    #: Where the robot stands when a scene does not say (the puzzle stands at the origin).
+    default_mount: Mount = Mount()
 
     @abc.abstractmethod
     def attach(self, scene: mujoco.MjSpec, mount: Mount) -> None:

@@ -12,7 +12,16 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from puzzlebot.sim.robots.base import PART_BIT, ROBOT_BIT, STATIC_BIT, ArmController, Mount, RobotModel
+from puzzlebot.sim.robots.base import (
+    PART_BIT,
+    ROBOT_BIT,
+    STATIC_BIT,
+    ArmController,
+    HandGeometry,
+    Mount,
+    RobotModel,
+    SidePush,
+)
 
 PREFIX = "gripper/"
 
@@ -72,8 +81,8 @@ class FloatingGripper(RobotModel):
                              range=[0, cfg.finger_travel], damping=20.0, armature=cfg.finger_armature)
             finger.add_geom(name=f"{PREFIX}{side}_finger", type=mujoco.mjtGeom.mjGEOM_BOX, pos=[0, 0, -0.015],
                             size=[0.012, 0.006, 0.03], mass=0.05, rgba=[0.5, 0.5, 0.55, 1], condim=4,
-                            friction=[1.5, 0.02, 0.001], priority=1, solref=[0.01, 1], solimp=[0.95, 0.99, 0.001, 0.5, 2.0],
-                            **bits)
+                            friction=[1.5, 0.02, 0.001], priority=1, solref=[0.01, 1],
+                            solimp=[0.95, 0.99, 0.001, 0.5, 2.0], **bits)
         scene.add_equality(name=f"{PREFIX}weld", type=mujoco.mjtEq.mjEQ_WELD, name1=f"{PREFIX}palm",
                            name2=f"{PREFIX}target", objtype=mujoco.mjtObj.mjOBJ_BODY,
                            solref=list(cfg.weld_solref),
@@ -103,6 +112,11 @@ class FloatingGripper(RobotModel):
 
 class GripperController(ArmController):
     joint_names = (f"{PREFIX}left_finger", f"{PREFIX}right_finger")
+    # Closed fingers: box tips reach 1.5 cm past the TCP and are 2 x 6 mm thick around it, so
+    # their +y face pushes sideways (the finger geoms in `FloatingGripper.attach`); grasps
+    # start fully open; NOTES.md: 0.5 m/s in free space worked.
+    hand = HandGeometry(press_reach=0.015, side_pushes=(SidePush(point=(0.0, 0.012, 0.0)),), preshape=0.0,
+                        grasp_offset=0.0, max_speed=0.5)
 
     def __init__(self, model: mujoco.MjModel, data: mujoco.MjData, robot: FloatingGripper):
         self.model, self.data, self.robot = model, data, robot

@@ -28,8 +28,10 @@ from puzzlebot.sim.robots.base import (
     ROBOT_BIT,
     STATIC_BIT,
     ArmController,
+    HandGeometry,
     Mount,
     RobotModel,
+    SidePush,
 )
 
 KINOVA_DIR = os.path.join(os.path.dirname(dm_control.__file__), "third_party", "kinova")
@@ -71,6 +73,10 @@ class JacoConfig:
     """IK iterations per `set_tcp_target` call, warm-started from the last solution."""
     ik_tol: float = 1e-4
     """Weighted task-space error below which an IK call stops early."""
+    ik_max_lead: float = 0.3
+    """Largest lead of the IK angles over the measured ones, rad (tuned here). Without it the
+    solver runs ahead of a lagging arm (through a wrist flip, say) and the actuators then take
+    an unplanned joint-space path, sweeping the hand through the scene."""
     home: tuple[float, ...] = (0.17, 3.04, 5.24, -0.59, -0.23, 0.82)
     """Arm home angles, rad: the elbow-up IK solution for the TCP 0.45 m in front of the base,
     0.40 m up, tool 45° down towards +x (chosen here; see `JacoController.reset`)."""
@@ -84,6 +90,11 @@ class JacoArm(RobotModel):
     """Builds the Jaco arm + hand into a scene and binds controllers to compiled models."""
 
     name = "jaco"
+    # 20 cm further back than Mount()'s default (chosen here): from x = -0.55 the hand cannot
+    # pull a drawer 12 cm towards the base, nor reach low front parts with a horizontal
+    # approach (multi-start IK over generated puzzles); from -0.75 it reaches every front part
+    # and a lid's handle up to ~1.5 rad open. Off-centre mounts lose doors swinging away.
+    default_mount = Mount(pos=(-0.75, 0.0, 0.0))
 
     def __init__(self, config: JacoConfig | None = None):
         self.config = config or JacoConfig()
@@ -159,6 +170,25 @@ class JacoController(ArmController):
     """Cartesian and joint-space control of one attached Jaco, all ids resolved by name."""
 
     joint_names = tuple(PREFIX + j for j in ARM_JOINTS)
+    # Measured here on dm_control's finger meshes (tool frame). Closed, the fingertips curl
+    # 3.8 cm past the TCP and fingers 2 and 3 leave a 1.4 cm slot between them (x = +-0.7 cm)
+    # that a knob slides into, so a fist pushes sideways with the back of the thumb (centred
+    # at x = +1 cm, y = -2.8 cm just past the TCP). Pre-shaped (fingers at 1.0 rad of their
+    # 0.15..1.35 rad range) the hand straddles a knob and pushes it with the thumb's inner face
+    # (y = -2.5 cm); the thumb's back is then only 2.3 cm further out, so it fits under a low
+    # knob where a fist does not. The same pre-shape approaches a handle bar without the open
+    # hand's 20 cm span catching panel edges; stop 1 cm short (NOTES.md). 0.3 m/s in free space
+    # (chosen here): the position actuators lag their targets by kv/kp = 0.12 s.
+    hand = HandGeometry(
+        press_reach=0.038,
+        side_pushes=(
+            SidePush(point=(0.01, -0.025, 0.0), axis=(0.0, 1.0, 0.0), closure=(1.0 - 0.15) / 1.2),
+            SidePush(point=(0.01, -0.028, 0.01), axis=(0.0, -1.0, 0.0), closure=1.0),
+        ),
+        preshape=(1.0 - 0.15) / 1.2,
+        grasp_offset=0.01,
+        max_speed=0.3,
+    )
 
     def __init__(self, config: JacoConfig | None = None):
         self.config = config or JacoConfig()
@@ -205,9 +235,9 @@ class JacoController(ArmController):
     def reset(self, data: mujoco.MjData) -> None:
         """Home pose: hand above/behind the workspace, tilted forward-down, fingers open.
 
-        With the base at Mount((-0.55, 0, 0), 0) the TCP is at ≈(-0.10, 0, 0.40), pointing
-        45° down towards +x, so approaches along +x and -z are both 45° of rotation away and
-        the elbow stays up and behind the workspace.
+        The TCP is 0.45 m in front of the base and 0.40 m up (at the default mount ≈(-0.30, 0,
+        0.40)), pointing 45° down towards +x, so approaches along +x and -z are both 45° of
+        rotation away and the elbow stays up and behind the workspace.
 
         Args:
             data: state to write; `mj_forward` is run on it so `tcp_pose` is current.
@@ -278,6 +308,11 @@ class JacoController(ArmController):
             if peak > cfg.ik_max_step:
                 dq *= cfg.ik_max_step / peak
             q = np.clip(q + dq, self._lo, self._hi)
+        # Stay on a path the arm can follow: scale the lead over the measured angles down.
+        lead = q - self._data.qpos[self._qadr]
+        peak = np.abs(lead).max()
+        if peak > cfg.ik_max_lead:
+            q = self._data.qpos[self._qadr] + lead * (cfg.ik_max_lead / peak)
         self._q_ik = q
         self._data.ctrl[self._act] = q
 
