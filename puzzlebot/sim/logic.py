@@ -15,6 +15,8 @@ from puzzlebot.sim.mechanisms import DEFAULTS
 from puzzlebot.sim.spec import JointSpec, LockSpec, PuzzleSpec
 
 _EPS = 1e-9
+UNLOCK_MARGIN = 0.15  # fraction of a locked range's width a blocker must clear to count as unlocked
+STOP_TOLERANCE = 0.05  # fraction of a part's range it may press past its stop and still be held
 
 
 @dataclass(frozen=True)
@@ -62,12 +64,23 @@ class PuzzleLogic:
         return tuple(self.joints[n].q0 for n in self.names)
 
     def is_locked(self, lock: LockSpec, state: dict[str, float]) -> bool:
+        """Whether the blocker may still hold: inside its locked range widened by a margin.
+
+        Observed states come from a physical world: a blocker a hair outside its declared
+        range can still catch the keeper, so only a clear exit counts as unlocked.
+        """
         lo, hi = lock.locked_range
-        return lo - _EPS <= state[lock.blocker] <= hi + _EPS
+        margin = UNLOCK_MARGIN * (hi - lo) + _EPS
+        return lo - margin <= state[lock.blocker] <= hi + margin
 
     def stop_value(self, name: str, lock: LockSpec) -> float:
         at = self.joints[name].q0 if lock.at is None else lock.at
         return at + lock.play
+
+    def past_stop(self, name: str, lock: LockSpec, q: float) -> bool:
+        """Whether part `name` at value q is clearly beyond where `lock` stops it (not pressing on it)."""
+        lo, hi = self.joints[name].range
+        return q > self.stop_value(name, lock) + STOP_TOLERANCE * (hi - lo)
 
     def can_move(self, name: str, target: float, state: dict[str, float]) -> bool:
         """Whether `name` can travel from its current value to `target` in `state`."""
@@ -75,7 +88,7 @@ class PuzzleLogic:
         if target > current:
             for lock in self.locks[name]:
                 stop = self.stop_value(name, lock)
-                if current <= stop + _EPS and target > stop and self.is_locked(lock, state):
+                if not self.past_stop(name, lock, current) and target > stop and self.is_locked(lock, state):
                     return False
         # A blocker cannot swing its pin into the path of a part that already moved past it.
         lo_t, hi_t = min(current, target), max(current, target)
@@ -85,7 +98,7 @@ class PuzzleLogic:
                     continue
                 l_lo, l_hi = lock.locked_range
                 crosses = hi_t >= l_lo and lo_t <= l_hi
-                if crosses and not self.is_locked(lock, state) and state[part.name] > self.stop_value(part.name, lock):
+                if crosses and not self.is_locked(lock, state) and self.past_stop(part.name, lock, state[part.name]):
                     return False
         return True
 
@@ -94,9 +107,9 @@ class PuzzleLogic:
 
     def solve(self, start: dict[str, float] | None = None) -> list[Move] | None:
         """Shortest sequence of moves from `start` (default: initial values) to the goal, or None."""
-        first = self.initial_state() if start is None else tuple(start[n] for n in self.names)
-        first = tuple(min(self.candidates[n], key=lambda c, v=v: abs(c - v)) if start is not None else v
-                      for n, v in zip(self.names, first, strict=True))
+        # Observed values are used as they are (never snapped to candidates): the goal and the
+        # locks are judged on what the world shows.
+        first = self.initial_state() if start is None else tuple(float(start[n]) for n in self.names)
         parents: dict[tuple[float, ...], tuple[tuple[float, ...], Move] | None] = {first: None}
         queue = deque([first])
         while queue:

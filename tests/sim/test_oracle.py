@@ -50,6 +50,17 @@ def test_solves_bolt_drawer(robot: str) -> None:
     assert result.sim_time_s < 30.0
 
 
+SHIPPED = sorted(BOLT_DRAWER.parent.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("robot", ["gripper", "jaco"])
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_solves_every_shipped_puzzle(path: Path, robot: str) -> None:
+    spec = load_spec(path)
+    oracle, result = _solve(spec, robot)
+    _assert_solved(oracle, result)
+
+
 @pytest.mark.parametrize("depth, seed", [(d, s) for d in range(1, 6) for s in (0, 1)])
 def test_gripper_solves_generated(depth: int, seed: int) -> None:
     spec = generate(GeneratorConfig(depth=depth, seed=seed))
