@@ -60,7 +60,7 @@ class CameraSpec:
 
 
 DEFAULT_CAMERAS = (
-    CameraSpec("front", (-0.75, -0.15, 0.55)),
+    CameraSpec("front", (-0.62, 0.28, 0.55)),  # front-left and high: clear of the arm behind the puzzle
     CameraSpec("top", (-0.25, 0.0, 0.95)),
     CameraSpec("side", (-0.35, -0.65, 0.40)),
 )
