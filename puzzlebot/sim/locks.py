@@ -23,6 +23,9 @@ from puzzlebot.sim.spec import LockSpec, SpecError
 TAB_T = 0.004  # half thickness of pin and keeper along the blocked motion
 TAB_H = 0.008  # half height of both across the motion
 MIN_HALF_WIDTH = 0.003
+OVERLAP_MARGIN = 0.1  # fraction of the locked range the tabs still overlap beyond each end
+MAX_MISALIGNMENT = 0.1  # largest |cos| between the blocker's motion and the blocked part's
+WIDEN_STEPS = (1.0, 1.15, 1.3, 1.5, 1.75, 2.0)
 GAP_STEP = 0.002  # m added to the pin-keeper gap per try when a swinging pin would hit
 MAX_EXTRA_GAP = 0.02
 
@@ -79,59 +82,99 @@ def _effective_range(lock: LockSpec, joint_range: tuple[float, float]) -> tuple[
 
 
 def build_lock(lock: LockSpec, blocked: PartLayout, blocker: PartLayout, field: str) -> LockGeometry:
-    """Place the pin and keeper for one lock, or raise SpecError saying why it cannot work."""
-    source = blocked.part.name
+    """Place the pin and keeper for one lock, or raise SpecError saying why it cannot work.
+
+    Lock points of the blocked part are tried best first (motions most nearly perpendicular,
+    then nearest to the blocker); the first placement that passes every check is used.
+    """
     at = blocked.joint.q0 if lock.at is None else lock.at
     lo, hi = _effective_range(lock, blocker.joint.range)
     mid = 0.5 * (lo + hi)
-
-    # Keeper: the lock point of B nearest to the blocker, where B's motion and A's are most
-    # nearly perpendicular.
     blocker_ref = blocker.point_at(blocker.handle.pos, mid)
-    best = None
+    candidates = []
     for k in blocked.lock_points:
         p = blocked.point_at(k, at)
         v_b = blocked.velocity_dir(k, at)
         u_a = _pin_velocity(blocker, p, mid)
-        if u_a is None:
+        if u_a is not None:
+            candidates.append((abs(u_a @ v_b) * 10 + np.linalg.norm(p - blocker_ref), p, v_b, u_a))
+    error = SpecError(field, f"{lock.blocker!r} moves along {blocked.part.name!r}'s opening direction at every "
+                             "lock point, so it cannot block it: use a blocker that moves across it")
+    for _, p, v_b, u_a in sorted(candidates, key=lambda c: c[0]):
+        if abs(u_a @ v_b) > MAX_MISALIGNMENT:
             continue
-        cos = abs(u_a @ v_b)
-        score = cos * 10 + np.linalg.norm(p - blocker_ref)
-        if best is None or score < best[0]:
-            best = (score, k, p, v_b, u_a, cos)
-    if best is None or best[5] > 0.5:
-        raise SpecError(field, f"{lock.blocker!r} moves along {source!r}'s opening direction at every "
-                               "lock point, so it cannot block it: use a blocker that moves across it")
-    _, key_point, p, v_b, u_a, _ = best
+        try:
+            return _place(lock, blocked, blocker, at, (lo, hi), p, v_b, u_a, field)
+        except SpecError as err:
+            error = err
+    raise error
+
+
+def _place(lock: LockSpec, blocked: PartLayout, blocker: PartLayout, at: float, effective: tuple[float, float],
+           p: np.ndarray, v_b: np.ndarray, u_a: np.ndarray, field: str) -> LockGeometry:
+    lo, hi = effective
+    mid = 0.5 * (lo + hi)
     e = u_a - (u_a @ v_b) * v_b
     e /= np.linalg.norm(e)
-    n = np.cross(v_b, e)
-    frame = np.column_stack([v_b, e, n])
-
+    frame = np.column_stack([v_b, e, np.cross(v_b, e)])
     rot_b, _ = blocked.transform(at)
     rot_a, _ = blocker.transform(mid)
     keeper_center = _to_layout(blocked, p, at)
+    # The tabs overlap past both ends of the locked range by a margin, so the blocker holds
+    # at its declared limits, not just in between.
+    margin = OVERLAP_MARGIN * (hi - lo)
     # A pin that swings on an arc sweeps its corners towards the keeper: widen the gap in
     # steps until the pin clears the keeper over the blocker's whole range (more play).
     error: SpecError | None = None
     for extra in np.arange(0.0, MAX_EXTRA_GAP + 1e-9, GAP_STEP):
         pin_center_world = p + v_b * (2 * TAB_T + lock.play + extra)
-        # Lateral travel of the pin from mid to the edge of the (effective) locked range.
         pin_layout = _to_layout(blocker, pin_center_world, mid)
-        half_width = min(abs((blocker.point_at(pin_layout, q) - pin_center_world) @ e) for q in (lo, hi))
+        half_width = min(abs((blocker.point_at(pin_layout, q) - pin_center_world) @ e)
+                         for q in (lo - margin, hi + margin))
         half_width = max(half_width, 2 * MIN_HALF_WIDTH)
-        keeper = Tab(keeper_center, rot_b.T @ frame, np.array([TAB_T, half_width / 2, TAB_H]))
-        pin = Tab(pin_layout, rot_a.T @ frame, np.array([TAB_T, half_width / 2, TAB_H]))
-        geometry = LockGeometry(lock.blocker, source, pin, keeper)
-        try:
-            _check(geometry, lock, blocked, blocker, at, field)
-            return geometry
-        except SpecError as err:
-            error = err
-            if "would hit" not in err.reason:
-                break
+        # A swinging pin also drifts across (along n): make it tall enough to stay on the keeper.
+        drift = max(abs((blocker.point_at(pin_layout, q) - pin_center_world) @ frame[:, 2])
+                    for q in np.linspace(lo - margin, hi + margin, 9))
+        # ...and turns, which shortens its reach along e: widen until it holds over the whole range.
+        for widen in WIDEN_STEPS:
+            width = half_width * widen
+            keeper = Tab(keeper_center, rot_b.T @ frame, np.array([TAB_T, width / 2, TAB_H]))
+            pin = Tab(pin_layout, rot_a.T @ frame, np.array([TAB_T, width / 2, TAB_H + drift]))
+            geometry = LockGeometry(lock.blocker, blocked.part.name, pin, keeper)
+            try:
+                _check(geometry, lock, blocked, blocker, at, field)
+                _check_not_backdriven(geometry, lock, blocker, v_b, mid, field)
+                return geometry
+            except SpecError as err:
+                error = err
+                if "does not stop" not in err.reason:
+                    break
+        if error is not None and "would hit" not in error.reason:
+            break
     assert error is not None
     raise error
+
+
+def _check_not_backdriven(geom: LockGeometry, lock: LockSpec, blocker: PartLayout, push: np.ndarray, mid: float,
+                          field: str) -> None:
+    """The blocked part pushing on the pin must not drive the blocker out of its locked range.
+
+    A slide blocker must move (nearly) across the push. A hinge blocker is safe when the push
+    is along its axis, or when the push pulls the pin away from the axis (a stable crank:
+    the torque turns it back towards the middle of its locked range); pushing the pin towards
+    the axis would flick it open.
+    """
+    if blocker.kind == "slide":
+        return  # MAX_MISALIGNMENT already bounds the component along the slide
+    lo, hi = lock.locked_range
+    for q in np.linspace(lo, hi, 9):
+        rot, t = blocker.transform(q)
+        arm = rot @ geom.pin.center + t - blocker.anchor
+        torque = np.cross(arm, push) @ blocker.axis  # drives q up when positive
+        if torque * (q - mid) > 0.05 * np.linalg.norm(arm) * abs(q - mid) + 1e-9:
+            raise SpecError(field, f"pushing {geom.blocked!r} would turn {lock.blocker!r} out of its locked "
+                                   f"range (at {q:.2f} the push drives it away from {mid:.2f}): mount it so the "
+                                   "push pulls its pin away from its axis, or use a sliding blocker")
 
 
 def _pin_velocity(blocker: PartLayout, p: np.ndarray, q: float) -> np.ndarray | None:
@@ -164,10 +207,10 @@ def _check(geom: LockGeometry, lock: LockSpec, blocked: PartLayout, blocker: Par
         return any(boxes_overlap(pin, _world(geom.keeper, blocked, qb)) for qb in sweep)
 
     lo, hi = lock.locked_range
-    locked_probe = min(max(0.5 * (lo + hi), a_lo), a_hi)
-    if not hits(locked_probe):
-        raise SpecError(field, f"{lock.blocker!r} at {locked_probe:.3f} does not stop {geom.blocked!r}: "
-                               "the locked range is too narrow for this geometry")
+    for probe in np.linspace(max(lo, a_lo), min(hi, a_hi), 5):
+        if not hits(probe):
+            raise SpecError(field, f"{lock.blocker!r} at {probe:.3f} (inside its locked range) does not stop "
+                                   f"{geom.blocked!r}: the locked range is too narrow for this geometry")
     free = [v for v in ((a_lo + lo) / 2 if lo > a_lo else None, (hi + a_hi) / 2 if hi < a_hi else None)
             if v is not None]
     if not free:
