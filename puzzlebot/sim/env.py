@@ -191,7 +191,8 @@ class LockboxEnv(gym.Env):
         self._base.quat[:] = self.placement.quat()
         self.world.reset()  # mj_resetData, robot home, mj_forward: sees the moved base
         self._target_pos, self._target_quat = self.arm.tcp_pose()
-        return self.observation(), {"placement": self.placement}
+        # The drawn placement is hidden ground truth: reported only to privileged runs.
+        return self.observation(), ({"privileged": {"placement": self.placement}} if cfg.privileged else {})
 
     def step(self, action: np.ndarray):
         """Apply one action for `control_substeps` physics steps.
@@ -213,7 +214,11 @@ class LockboxEnv(gym.Env):
         progress, success = self.world.measure_goal()
         terms = {"progress": self.config.progress_weight * progress,
                  "success": self.config.success_bonus if success else 0.0}
-        info = {"reward_terms": terms, "is_success": success, "goal_progress": progress}
+        # Reward and success are the task's signal (computed from the true state, as any RL
+        # env's); the raw goal progress is ground truth and only privileged runs see it.
+        info = {"reward_terms": terms, "is_success": success}
+        if self.config.privileged:
+            info["privileged"] = {"goal_progress": progress}
         return obs, terms["progress"] + terms["success"], success, False, info
 
     def _command_tcp(self, a: np.ndarray) -> None:

@@ -2,7 +2,8 @@
 
 Nominal values are read once, at wrap time; each reset writes nominal x factor (or nominal +
 offset), so values never drift however many resets run. Draws come from the env's
-`np_random` (seeded by `reset(seed=...)`), and are reported in `info["randomization"]`.
+`np_random` (seeded by `reset(seed=...)`); the draw is hidden ground truth, kept as
+`privileged_draw` and put in `info["privileged"]["randomization"]` only for privileged envs.
 Every element is reached by name (`model.joint(name)`, `model.body(name)`, ...).
 """
 
@@ -96,7 +97,11 @@ class DomainRandomization(gym.Wrapper):
         """Reset the env (seeding its `np_random`), then draw and apply new parameters."""
         _, info = self.env.reset(seed=seed, options=options)
         drawn = self._apply(self._lockbox.np_random)
-        info["randomization"] = drawn
+        # What was drawn is the hidden gap: kept as `privileged_draw` on the wrapper and put in
+        # info only for privileged runs, never in what an agent sees by default.
+        self.privileged_draw = drawn
+        if self._lockbox.config.privileged:
+            info.setdefault("privileged", {})["randomization"] = drawn
         return self._lockbox.observation(), info
 
     def _apply(self, rng: np.random.Generator) -> dict[str, Any]:

@@ -42,6 +42,10 @@ class WorldConfig:
     timestep: float = 0.002
 
 
+_DIVERGENCE_WARNINGS = (int(mujoco.mjtWarning.mjWARN_BADQACC), int(mujoco.mjtWarning.mjWARN_BADQVEL),
+                        int(mujoco.mjtWarning.mjWARN_BADQPOS))
+
+
 class PuzzleWorld:
     """Model, data and named handles for one puzzle with one robot."""
 
@@ -134,7 +138,11 @@ class PuzzleWorld:
         return self.measure_goal()[0]
 
     def step(self, nstep: int = 1) -> None:
+        """Advance physics; raise if MuJoCo had to reset a diverged state (it does so silently)."""
+        warnings = self.data.warning
+        before = sum(int(warnings[w].number) for w in _DIVERGENCE_WARNINGS)
         mujoco.mj_step(self.model, self.data, nstep)
-        if not np.all(np.isfinite(self.data.qpos)):
-            raise FloatingPointError(f"physics diverged (NaN/Inf in qpos) at t={self.data.time:.3f} s in "
-                                     f"puzzle {self.spec.name!r}; check part masses and joint dynamics")
+        after = sum(int(warnings[w].number) for w in _DIVERGENCE_WARNINGS)
+        if after > before or not np.all(np.isfinite(self.data.qpos)):
+            raise FloatingPointError(f"physics diverged (MuJoCo reset a NaN/huge state) near t={self.data.time:.3f} s "
+                                     f"in puzzle {self.spec.name!r}; check part masses and joint dynamics")

@@ -226,7 +226,8 @@ def test_domain_randomization_ranges_without_drift():
     factors = []
     for seed in range(5):
         _, info = env.reset(seed=seed)
-        drawn = info["randomization"]
+        assert "privileged" not in info  # the draw is hidden ground truth
+        drawn = env.privileged_draw
         for part, base_value in nominal.items():
             factor = drawn["joint_friction"][part]
             assert cfg.joint_friction[0] <= factor <= cfg.joint_friction[1]
@@ -239,9 +240,10 @@ def test_domain_randomization_ranges_without_drift():
         assert model.light("key").diffuse[0] == pytest.approx(0.7 * drawn["light_intensity"]["key"])
     assert len(set(factors)) == len(factors)
     # Same seed, same draw; the state after reset is the home state, not mj_setConst's qpos0.
-    _, again = env.reset(seed=3)
-    _, info = env.reset(seed=3)
-    assert info["randomization"] == again["randomization"]
+    env.reset(seed=3)
+    again = env.privileged_draw
+    env.reset(seed=3)
+    assert env.privileged_draw == again
     np.testing.assert_allclose(env.unwrapped.arm.tcp_pose()[0], nominal_env.arm.tcp_pose()[0], atol=1e-9)
     env.close()
 
@@ -277,3 +279,29 @@ def test_dm_env_adapter_steps_and_specs():
     last = adapter.step(np.zeros(7, dtype=np.float32))
     assert last.step_type == dm_env.StepType.LAST and last.discount == 0.0 and last.reward > 10
     adapter.close()
+
+
+def test_physics_divergence_raises_instead_of_silently_resetting():
+    env = LockboxEnv(EnvConfig(cameras=()))
+    env.reset(seed=0)
+    drawer = env.model.joint("drawer/joint")
+    env.data.qvel[drawer.dofadr[0]] = 1e12  # a blow-up MuJoCo would reset without telling anyone
+    with pytest.raises(FloatingPointError, match="diverged"):
+        env.step(env.action_space.sample())
+    env.close()
+
+
+def test_hidden_ground_truth_only_reaches_privileged_runs():
+    from puzzlebot.sim.randomization import DomainRandomization
+
+    plain = DomainRandomization(LockboxEnv(EnvConfig(cameras=())))
+    obs, info = plain.reset(seed=0)
+    _, _, _, _, step_info = plain.step(plain.action_space.sample())
+    assert "privileged" not in obs and "privileged" not in info and "privileged" not in step_info
+    privileged = DomainRandomization(LockboxEnv(EnvConfig(cameras=(), privileged=True)))
+    obs, info = privileged.reset(seed=0)
+    _, _, _, _, step_info = privileged.step(privileged.action_space.sample())
+    assert "privileged" in obs and set(info["privileged"]) == {"placement", "randomization"}
+    assert 0.0 <= step_info["privileged"]["goal_progress"] <= 1.0
+    plain.close()
+    privileged.close()
