@@ -53,7 +53,8 @@ def _locks(spec):
 
 
 LOCKS = [item for path in PUZZLES for item in _locks(load_spec(path))]
-LOCKS += [item for depth in (3, 5) for seed in (0, 1, 2) for item in _locks(generate(GeneratorConfig(depth, seed=seed)))]
+GENERATED = [generate(GeneratorConfig(depth, seed=seed)) for depth in (3, 5) for seed in (0, 1, 2)]
+LOCKS += [item for spec in GENERATED for item in _locks(spec)]
 
 
 @pytest.mark.parametrize("spec,part,lock", LOCKS, ids=[f"{s.name}:{lk.blocker}->{p.name}" for s, p, lk in LOCKS])
