@@ -22,7 +22,7 @@ import mujoco
 import numpy as np
 import yaml
 
-from puzzlebot.sim.spec import GoalSpec, SpecError
+from puzzlebot.sim.spec import GoalSpec, SpecError, _number
 
 PREFIX = "ext/"
 _PART_JOINTS = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
@@ -54,6 +54,10 @@ def load_external(path: str | Path) -> ExternalPuzzleSpec:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise SpecError("puzzle", "file not found", src) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SpecError("puzzle", f"cannot read the file ({err.__class__.__name__}: {err})", src) from None
+    except yaml.YAMLError as err:
+        raise SpecError("puzzle", f"not valid YAML ({err})", src) from None
     if not is_external(data):
         raise SpecError("puzzle.mjcf", "required field is missing", src)
     unknown = sorted(set(data) - {"name", "mjcf", "goal", "description"})
@@ -62,7 +66,9 @@ def load_external(path: str | Path) -> ExternalPuzzleSpec:
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
         raise SpecError("puzzle.name", "must be a non-empty string", src)
-    mjcf = (path.parent / str(data["mjcf"])).resolve()
+    if not isinstance(data["mjcf"], str):
+        raise SpecError("puzzle.mjcf", f"expected a file name, got {data['mjcf']!r}", src)
+    mjcf = (path.parent / data["mjcf"]).resolve()
     if not mjcf.exists():
         raise SpecError("puzzle.mjcf", f"MJCF file {mjcf} not found", src)
     try:
@@ -83,11 +89,13 @@ def load_external(path: str | Path) -> ExternalPuzzleSpec:
         if set(goal) - {"joint", "min", "max"}:
             raise SpecError(where, f"unknown keys {sorted(set(goal) - {'joint', 'min', 'max'})}", src)
         joint = goal["joint"]
+        if not isinstance(joint, str):
+            raise SpecError(f"{where}.joint", f"expected a joint name, got {joint!r}", src)
         if joint not in joints:
             raise SpecError(f"{where}.joint", f"no hinge/slide joint {joint!r} in {mjcf.name} "
                                               f"(joints: {', '.join(joints)})", src)
         lo, hi = model.jnt_range[joints[joint]] if model.jnt_limited[joints[joint]] else (-np.inf, np.inf)
-        gmin, gmax = goal.get("min"), goal.get("max")
+        gmin, gmax = (None if goal.get(k) is None else _number(goal[k], f"{where}.{k}", src) for k in ("min", "max"))
         if gmin is None and gmax is None:
             raise SpecError(where, "give min, max or both", src)
         if (gmin is not None and gmin > hi) or (gmax is not None and gmax < lo):

@@ -142,7 +142,7 @@ class PuzzleSpec:
         raise KeyError(f"puzzle {self.name!r} has no part {name!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        """A plain dict (YAML-ready) without defaults that say nothing."""
+        """A plain dict (YAML-ready) of every field, defaults included; `source` is left out."""
         data = dataclasses.asdict(self)
         data.pop("source")
         return _tuples_to_lists(data)
@@ -165,7 +165,7 @@ def _build(cls: type, data: Any, path: str, source: str | None) -> Any:
     if not isinstance(data, dict):
         raise SpecError(path, f"expected a mapping, got {type(data).__name__}", source)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields) - {"source"})
+    unknown = sorted(set(data) - (set(fields) - {"source"}))
     if unknown:
         raise SpecError(f"{path}.{unknown[0]}", f"unknown field (allowed: {', '.join(fields)})", source)
     kwargs = {}
@@ -183,9 +183,13 @@ def _build(cls: type, data: Any, path: str, source: str | None) -> Any:
 def _number(value: Any, path: str, source: str | None) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SpecError(path, f"expected a number, got {value!r}", source)
-    if value != value or value in (float("inf"), float("-inf")):
+    try:
+        number = float(value)
+    except OverflowError:
+        raise SpecError(path, f"{value!r} is too large", source) from None
+    if number != number or number in (float("inf"), float("-inf")):
         raise SpecError(path, f"must be finite, got {value!r}", source)
-    return float(value)
+    return number
 
 
 def _numbers(value: Any, path: str, source: str | None, length: int | None) -> tuple[float, ...]:
@@ -248,6 +252,8 @@ def load_spec(path: str | Path) -> PuzzleSpec:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise SpecError("puzzle", "file not found", str(path)) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SpecError("puzzle", f"cannot read the file ({err.__class__.__name__}: {err})", str(path)) from None
     except yaml.YAMLError as err:
         raise SpecError("puzzle", f"not valid YAML ({err})", str(path)) from None
     return spec_from_dict(data, source=str(path))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from puzzlebot.sim import markers
@@ -10,13 +12,18 @@ from puzzlebot.sim.spec import MECHANISMS, PuzzleSpec, SpecError
 
 _SIZE_LENGTHS = {name: len(size) for name, (size, _, _) in DEFAULTS.items()}
 _TOLERANCE = 0.002  # m a part may overhang the base's edge
+NAME_RULE = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+# Names the compiler gives its own elements (base body, base markers, table, lock geoms).
+RESERVED_NAMES = frozenset({"base", "base_front", "base_top", "table", "lock", "world"})
+MIN_MASS, MAX_MASS = 0.001, 50.0  # kg: below a gram MuJoCo's inertia goes degenerate
 
 
 def validate(spec: PuzzleSpec) -> None:
     """Check a spec end to end, assigning free marker ids; raise SpecError on the first problem."""
     src = spec.source
-    if not spec.name.strip():
-        raise SpecError("puzzle.name", "must not be empty", src)
+    if not NAME_RULE.fullmatch(spec.name):
+        raise SpecError("puzzle.name", f"{spec.name!r} must start with a letter and contain only ASCII letters, "
+                                       "digits and underscores (it names files and MuJoCo elements)", src)
     if any(s <= 0 for s in spec.base.size):
         raise SpecError("puzzle.base.size", f"every dimension must be positive, got {spec.base.size}", src)
     if not spec.parts:
@@ -53,20 +60,26 @@ def validate(spec: PuzzleSpec) -> None:
     except SpecError as err:
         raise SpecError(err.field_path, err.reason, src) from None
     logic = PuzzleLogic(spec)
-    if logic.solve() is None:
+    plan = logic.solve()
+    if plan is None:
         raise SpecError("puzzle.goal", f"unreachable goal: {logic.explain_unsolvable()}", src)
+    if not plan:
+        raise SpecError("puzzle.goal", "the goal already holds at the start: nothing to solve", src)
+    _check_compiles(spec)
 
 
 def _check_part(spec: PuzzleSpec, i: int, names: list[str]) -> None:
     src = spec.source
     part = spec.parts[i]
     where = f"puzzle.parts[{i}]"
-    if not part.name or not part.name.replace("_", "").isalnum():
-        raise SpecError(f"{where}.name", f"{part.name!r} must be letters, digits and underscores", src)
+    if not NAME_RULE.fullmatch(part.name):
+        raise SpecError(f"{where}.name", f"{part.name!r} must start with a letter and contain only ASCII letters, "
+                                         "digits and underscores", src)
     if names.count(part.name) > 1:
         raise SpecError(f"{where}.name", f"duplicate part name {part.name!r}", src)
-    if part.name == "base":
-        raise SpecError(f"{where}.name", "'base' is reserved for the fixed base", src)
+    if part.name in RESERVED_NAMES:
+        raise SpecError(f"{where}.name", f"{part.name!r} is reserved (reserved: {', '.join(sorted(RESERVED_NAMES))})",
+                        src)
     if part.mechanism not in MECHANISMS:
         raise SpecError(f"{where}.mechanism", f"unknown mechanism {part.mechanism!r} "
                                               f"(known: {', '.join(MECHANISMS)})", src)
@@ -77,8 +90,8 @@ def _check_part(spec: PuzzleSpec, i: int, names: list[str]) -> None:
         raise SpecError(f"{where}.size", f"sizes must be positive, got {part.size}", src)
     if part.hinge_side not in ("left", "right"):
         raise SpecError(f"{where}.hinge_side", f"must be 'left' or 'right', got {part.hinge_side!r}", src)
-    if part.mass is not None and part.mass <= 0:
-        raise SpecError(f"{where}.mass", f"must be positive, got {part.mass}", src)
+    if part.mass is not None and not MIN_MASS <= part.mass <= MAX_MASS:
+        raise SpecError(f"{where}.mass", f"must be within [{MIN_MASS}, {MAX_MASS}] kg, got {part.mass}", src)
     joint = part.joint or DEFAULTS[part.mechanism][1]
     lo, hi = joint.range
     if not lo < hi:
@@ -88,6 +101,8 @@ def _check_part(spec: PuzzleSpec, i: int, names: list[str]) -> None:
     for name in ("friction", "damping", "armature", "stiffness"):
         if getattr(joint, name) < 0:
             raise SpecError(f"{where}.joint.{name}", f"must be >= 0, got {getattr(joint, name)}", src)
+    if joint.springref is not None and not lo <= joint.springref <= hi:
+        raise SpecError(f"{where}.joint.springref", f"{joint.springref} is outside the range {joint.range}", src)
     if part.marker_id is not None and not markers.FIRST_PART_ID <= part.marker_id <= markers.MAX_ID:
         raise SpecError(f"{where}.marker_id", f"must be in {markers.FIRST_PART_ID}..{markers.MAX_ID} "
                                               "(0 and 1 mark the base)", src)
@@ -99,8 +114,9 @@ def _check_part(spec: PuzzleSpec, i: int, names: list[str]) -> None:
             raise SpecError(f"{lw}.blocker", "a part cannot block itself", src)
         if not lock.locked_range[0] < lock.locked_range[1]:
             raise SpecError(f"{lw}.locked_range", f"lower must be below upper, got {lock.locked_range}", src)
-        if lock.at is not None and not lo <= lock.at < hi:
-            raise SpecError(f"{lw}.at", f"{lock.at} is outside [{lo}, {hi})", src)
+        if lock.at is not None and not joint.q0 <= lock.at < hi:
+            raise SpecError(f"{lw}.at", f"{lock.at} must be in [initial {joint.q0}, upper limit {hi}): the part "
+                                        "starts before the point where the lock stops it", src)
         if lock.play < 0:
             raise SpecError(f"{lw}.play", f"must be >= 0, got {lock.play}", src)
 
@@ -187,3 +203,13 @@ def _check_overlaps(spec: PuzzleSpec, layouts: dict[str, PartLayout]) -> None:
             (alo, ahi), (blo, bhi) = bounds[a], bounds[b]
             if np.all(alo < bhi - 1e-3) and np.all(blo < ahi - 1e-3):
                 raise SpecError(f"puzzle.parts[{a_i}].position", f"parts {a!r} and {b!r} overlap", spec.source)
+
+
+def _check_compiles(spec: PuzzleSpec) -> None:
+    """Compile the puzzle alone: MuJoCo's own complaints become SpecErrors naming the puzzle."""
+    from puzzlebot.sim.build import puzzle_scene
+
+    try:
+        puzzle_scene(spec).compile()
+    except ValueError as err:
+        raise SpecError("puzzle", f"MuJoCo rejects the compiled puzzle: {err}", spec.source) from None

@@ -52,6 +52,8 @@ def test_shipped_yaml_still_loads_as_puzzle_spec():
         (lambda d: d["goal"][0].update(joint="lid_hinge"), "puzzle.goal[0].joint", "no hinge/slide joint 'lid_hinge'"),
         (lambda d: d["goal"][0].update(min=5.0), "puzzle.goal[0]", "unreachable goal"),
         (lambda d: d.update(colour="red"), "puzzle.colour", "unknown field"),
+        (lambda d: d["goal"][0].update(min="x"), "puzzle.goal[0].min", "expected a number"),
+        (lambda d: d["goal"][0].update(joint=["door_hinge"]), "puzzle.goal[0].joint", "expected a joint name"),
     ],
 )
 def test_bad_mjcf_puzzles_name_the_field(tmp_path, edit, field, reason):

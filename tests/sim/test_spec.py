@@ -14,6 +14,14 @@ PUZZLES = Path(__file__).resolve().parents[2] / "puzzlebot" / "assets" / "puzzle
 BASE = yaml.safe_load((PUZZLES / "bolt_drawer.yaml").read_text())
 
 
+def rename_bolt(data: dict, name: str) -> None:
+    """Rename the bolt everywhere, putting it first so its name is the first thing checked."""
+    bolt = data["parts"].pop(1)
+    bolt["name"] = name
+    data["parts"].insert(0, bolt)
+    data["parts"][1]["blocked_by"][0]["blocker"] = name
+
+
 def broken(edit) -> dict:
     data = copy.deepcopy(BASE)
     edit(data)
@@ -40,6 +48,19 @@ def broken(edit) -> dict:
          "puzzle.parts[0].joint.friction", "must be >= 0"),
         (lambda d: d["parts"][1].update(mechanism="button"), "puzzle.parts[0].blocked_by[0]", "cannot block it"),
         (lambda d: d["parts"][0].update(marker_id=1), "puzzle.parts[0].marker_id", "0 and 1 mark the base"),
+        (lambda d: d["parts"][0].update(position=[10**400, 0.1]), "puzzle.parts[0].position[0]", "too large"),
+        (lambda d: rename_bolt(d, "base_front"), "puzzle.parts[0].name", "reserved"),
+        (lambda d: rename_bolt(d, "bolt/1"), "puzzle.parts[0].name", "ASCII letters"),
+        (lambda d: rename_bolt(d, "riegel_ö"), "puzzle.parts[0].name", "ASCII letters"),
+        (lambda d: d.update(name="../escape"), "puzzle.name", "ASCII letters"),
+        (lambda d: d["parts"][0].update(mass=1e-300), "puzzle.parts[0].mass", "must be within"),
+        (lambda d: d["parts"][0].update(joint={"range": [0.0, 0.12], "stiffness": 10.0, "springref": 100.0}),
+         "puzzle.parts[0].joint.springref", "outside the range"),
+        (lambda d: (d["parts"][0].update(joint={"range": [0.0, 0.12], "initial": 0.05}),
+                    d["parts"][0]["blocked_by"][0].update(at=0.0)),
+         "puzzle.parts[0].blocked_by[0].at", "starts before"),
+        (lambda d: d["goal"][0].update(min=0.0), "puzzle.goal", "already holds at the start"),
+        (lambda d: d.update(source="elsewhere.yaml"), "puzzle.source", "unknown field"),
     ],
 )
 def test_validation_errors_name_field_and_reason(tmp_path, edit, field, reason):
@@ -67,6 +88,12 @@ def test_unreachable_goal_explains_why():
 
 
 def test_malformed_yaml_and_missing_file(tmp_path):
+    with pytest.raises(SpecError, match="cannot read the file"):
+        load_spec(tmp_path)  # a directory
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(SpecError, match="cannot read the file|not valid YAML"):
+        load_spec(binary)
     bad = tmp_path / "bad.yaml"
     bad.write_text("parts: [\n")
     with pytest.raises(SpecError, match="not valid YAML"):
