@@ -66,11 +66,14 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
                                   "baseline exists (the model-building agent comes with the solve loop)")
     seed = int(cfg.seed)
     spec = resolve_puzzle(cfg, seed)
-    if isinstance(spec, PuzzleSpec):
-        save_spec(spec, out_dir / "puzzle.yaml")
-    else:  # an MJCF puzzle: keep its description and model with the run
+    if not isinstance(spec, PuzzleSpec):  # an MJCF puzzle: keep it with the run, then say why we stop
         shutil.copy(spec.source, out_dir / "puzzle.yaml")
         shutil.copy(spec.mjcf, out_dir / spec.mjcf.name)
+        reason = f"{spec.name} is an MJCF puzzle with no declared locks: the oracle cannot plan it"
+        _atomic_json(out_dir / "metrics.json", {"puzzle": spec.name, "agent": "oracle", "solved": False,
+                                                "reason": reason, "seed": seed})
+        raise TypeError(reason)
+    save_spec(spec, out_dir / "puzzle.yaml")
     world = PuzzleWorld(spec, WorldConfig(robot=str(cfg.robot.name)))
     recorder = _VideoRecorder(world, cfg.experiment, out_dir) if cfg.experiment.video else None
     oracle = Oracle(spec, max_attempts=int(cfg.agent.max_attempts), world=world,
@@ -78,11 +81,13 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     console.print(f"[bold]puzzlebot-sim[/] puzzle [cyan]{spec.name}[/] ({len(spec.parts)} parts), "
                   f"robot [cyan]{cfg.robot.name}[/], agent [cyan]oracle[/] (ground truth, upper bound)")
     start = time.perf_counter()
-    with console.status("solving with the oracle..."):
-        result = oracle.solve()
+    try:
+        with console.status("solving with the oracle..."):
+            result = oracle.solve()
+    finally:
+        if recorder:
+            recorder.close()
     wall = time.perf_counter() - start
-    if recorder:
-        recorder.close()
     for i, step in enumerate(result.executed):
         mark = "[green]ok[/]" if step.success else "[red]missed[/]"
         console.print(f"  {i + 1}. {step.part} -> {step.target:.3f} reached {step.reached:.3f} {mark}")
@@ -108,13 +113,16 @@ class _VideoRecorder:
         import cv2
         import mujoco
 
+        from puzzlebot.sim.skills import SkillConfig
+
         height, width = experiment.video_size
         self.world = world
         self.renderer = mujoco.Renderer(world.model, int(height), int(width))
         self.renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
         self.camera = str(experiment.video_camera)
         dt = world.model.opt.timestep
-        self.every = max(1, int(round(1.0 / (experiment.video_fps * dt * 10))))  # 10 substeps per control
+        substeps = SkillConfig().control_substeps  # the skills call back once per control step
+        self.every = max(1, int(round(1.0 / (experiment.video_fps * dt * substeps))))
         self.count = 0
         self.path = out_dir / "solve.mp4"
         self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), float(experiment.video_fps),
@@ -147,6 +155,8 @@ def _log_wandb(cfg: DictConfig, metrics: dict[str, Any], out_dir: Path) -> None:
 
 
 register_schema()
+if not OmegaConf.has_resolver("stem"):
+    OmegaConf.register_new_resolver("stem", lambda path: Path(str(path)).stem)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIGS), config_name="config")

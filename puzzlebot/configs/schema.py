@@ -17,7 +17,7 @@ class PuzzleConfig:
     kind: str = MISSING
     """'generated' (sim/generator.py, seeded by the run's seed) or 'file'."""
     name: str = MISSING
-    """Run-folder label; for kind=file, a shipped puzzle's name."""
+    """Run-folder label (kind=file: the path's stem, by default)."""
     path: str | None = None
     """kind=file: a shipped name or a path to a puzzle YAML (PuzzleSpec or MJCF puzzle)."""
     depth: int = 3
