@@ -15,6 +15,7 @@ import numpy as np
 
 from puzzlebot.sim import markers
 from puzzlebot.sim.external import ExternalPuzzleSpec, add_external
+from puzzlebot.sim.frames import quat_from_matrix
 from puzzlebot.sim.locks import LockGeometry, Tab, build_lock
 from puzzlebot.sim.mechanisms import PartLayout, Shape, layout
 from puzzlebot.sim.robots.base import PART_BIT, ROBOT_BIT, STATIC_BIT
@@ -86,12 +87,6 @@ def lay_out(spec: PuzzleSpec) -> CompiledPuzzle:
     return CompiledPuzzle(spec, layouts, locks)
 
 
-def _quat_from_axes(axes: np.ndarray) -> np.ndarray:
-    quat = np.zeros(4)
-    mujoco.mju_mat2Quat(quat, np.ascontiguousarray(axes).reshape(-1))
-    return quat
-
-
 def _quat_z_to(z: np.ndarray) -> np.ndarray:
     quat = np.zeros(4)
     mujoco.mju_quatZ2Vec(quat, np.asarray(z, dtype=float))
@@ -124,7 +119,7 @@ def _add_marker(scene: mujoco.MjSpec, body: mujoco.MjsBody, name: str, marker_id
         mat.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = tex_name
     right = np.cross(up, normal)  # image x axis seen from the outside
     axes = np.column_stack([right, up, normal])
-    quat = _quat_from_axes(axes)
+    quat = quat_from_matrix(axes)
     half_t = 0.001
     geom = body.add_geom(name=f"{name}/marker", type=mujoco.mjtGeom.mjGEOM_BOX, material=tex_name,
                          pos=center + normal * half_t, quat=quat, size=[size / 2, size / 2, half_t],
@@ -136,7 +131,7 @@ def _add_marker(scene: mujoco.MjSpec, body: mujoco.MjsBody, name: str, marker_id
 
 def _add_tab(body: mujoco.MjsBody, name: str, tab: Tab, origin: np.ndarray, rgba) -> None:
     body.add_geom(name=name, type=mujoco.mjtGeom.mjGEOM_BOX, pos=tab.center - origin,
-                  quat=_quat_from_axes(tab.axes), size=tab.half, rgba=rgba, contype=0, conaffinity=0, mass=0)
+                  quat=quat_from_matrix(tab.axes), size=tab.half, rgba=rgba, contype=0, conaffinity=0, mass=0)
 
 
 def add_puzzle(scene: mujoco.MjSpec, compiled: CompiledPuzzle, placement: Placement = Placement()) -> None:
@@ -164,7 +159,7 @@ def add_puzzle(scene: mujoco.MjSpec, compiled: CompiledPuzzle, placement: Placem
             _add_shape(base, f"{part.name}/{shape.name}", shape, np.zeros(3), static_bits)
         q0 = lay.joint.q0
         rot, trans = lay.transform(q0)
-        body = base.add_body(name=part.name, pos=rot @ lay.anchor + trans, quat=_quat_from_axes(rot))
+        body = base.add_body(name=part.name, pos=rot @ lay.anchor + trans, quat=quat_from_matrix(rot))
         origin = lay.anchor
         joint = body.add_joint(name=f"{part.name}/joint", axis=lay.axis, pos=[0, 0, 0], ref=q0, range=lay.joint.range,
                                limited=mujoco.mjtLimited.mjLIMITED_TRUE, frictionloss=lay.joint.friction,
@@ -187,7 +182,7 @@ def add_puzzle(scene: mujoco.MjSpec, compiled: CompiledPuzzle, placement: Placem
                                                 extent[0] ** 2 + extent[1] ** 2]) + 1e-6
         handle = lay.handle
         body.add_site(name=f"{part.name}/handle", pos=handle.pos - origin,
-                      quat=_quat_from_axes(np.column_stack([np.cross(handle.grip_axis, handle.approach),
+                      quat=quat_from_matrix(np.column_stack([np.cross(handle.grip_axis, handle.approach),
                                                             handle.grip_axis, handle.approach])),
                       size=[0.006, 0, 0], group=4)
         m = lay.marker
@@ -238,7 +233,7 @@ def add_cameras(scene: mujoco.MjSpec, cameras: tuple[CameraSpec, ...] = DEFAULT_
         up = np.cross(right, forward)
         # A MuJoCo camera looks along its -z with +y up.
         axes = np.column_stack([right, up, -forward])
-        scene.worldbody.add_camera(name=cam.name, pos=pos, quat=_quat_from_axes(axes), fovy=cam.fovy)
+        scene.worldbody.add_camera(name=cam.name, pos=pos, quat=quat_from_matrix(axes), fovy=cam.fovy)
 
 
 def puzzle_scene(spec: PuzzleSpec | ExternalPuzzleSpec, placement: Placement = Placement(),

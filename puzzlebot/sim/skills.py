@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
+from puzzlebot.sim.frames import quat_from_matrix, quat_multiply
 from puzzlebot.sim.mechanisms import layout, rotation
 from puzzlebot.sim.robots.base import HandGeometry
 from puzzlebot.sim.world import PuzzleWorld
@@ -54,26 +55,6 @@ class SkillResult:
     reached: float
     success: bool
     sim_time_s: float
-
-
-def _quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    out = np.zeros(4)
-    mujoco.mju_mulQuat(out, a, b)
-    return out
-
-
-def _mat_quat(mat: np.ndarray) -> np.ndarray:
-    quat = np.zeros(4)
-    mujoco.mju_mat2Quat(quat, np.ascontiguousarray(mat).reshape(-1))
-    return quat
-
-
-def frame_quat(approach: np.ndarray, grip_axis: np.ndarray) -> np.ndarray:
-    """Quaternion (wxyz) of a tool frame with +z = approach and +y = grip axis (base.py)."""
-    z = approach / np.linalg.norm(approach)
-    y = grip_axis - (grip_axis @ z) * z
-    y /= np.linalg.norm(y)
-    return _mat_quat(np.column_stack([np.cross(y, z), y, z]))
 
 
 class SkillExecutor:
@@ -243,7 +224,7 @@ class SkillExecutor:
         if self._tries.get(part, 0) % 2:  # a retry grasps the bar the other way round
             mat = mat @ np.diag([-1.0, -1.0, 1.0])
         self.world.arm.set_grip(hand.preshape)
-        self._approach(pos - approach * hand.grasp_offset, _mat_quat(mat), approach)
+        self._approach(pos - approach * hand.grasp_offset, quat_from_matrix(mat), approach)
         self.world.arm.set_grip(1.0)
         self.wait(cfg.settle_s)
         if not self._follow_handle(part, target) and self._regrip_and_press(part, target):
@@ -280,7 +261,8 @@ class SkillExecutor:
         for s in np.linspace(0, 1, steps + 1)[1:]:
             rot = rotation(bar, s * angle)
             depth = hand.grasp_offset + s * (reach + cfg.clearance - hand.grasp_offset)
-            self.move_to(pos - rot @ approach * depth, _quat_mul(_mat_quat(rot), start_quat), cfg.regrip_speed)
+            quat = quat_multiply(quat_from_matrix(rot), start_quat)
+            self.move_to(pos - rot @ approach * depth, quat, cfg.regrip_speed)
         self.world.arm.set_grip(1.0)
         self.wait(cfg.settle_s)
         self._follow_handle(part, target, offset=-self._current_approach() * reach, push_quat=self.cmd_quat.copy())
@@ -300,7 +282,7 @@ class SkillExecutor:
             self.world.arm.set_grip(1.0)
             if self._tries.get(part, 0) % 2:  # a retry turns the hand a quarter turn (its other width)
                 mat = mat @ np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
-            quat = _mat_quat(mat)
+            quat = quat_from_matrix(mat)
             offset = -direction * hand.press_reach
         else:  # a side push: the hand's push spot leads, fingertips kept off the face
             push = hand.side_pushes[self._tries.get(part, 0) % len(hand.side_pushes)]
@@ -310,7 +292,7 @@ class SkillExecutor:
             tool = np.column_stack([np.cross(axis, [0.0, 0.0, 1.0]), axis, [0.0, 0.0, 1.0]])
             world = np.column_stack([np.cross(direction, approach), direction, approach])
             rot = world @ tool.T
-            quat = _mat_quat(rot)
+            quat = quat_from_matrix(rot)
             # the push spot level with the handle, unless that takes the fingertips too deep
             depth = min(-point[2], cfg.push_depth - hand.press_reach)
             offset = approach * depth - direction * self._radius(part) - rot @ (point * [1.0, 1.0, 0.0])
@@ -347,7 +329,7 @@ class SkillExecutor:
         n = max(2, int(np.ceil(travel / 0.01)))
         for pos, mat in self.handle_path(part, target, n):
             rel = mat @ inv0  # rotation of the handle since the start
-            quat = _quat_mul(_mat_quat(rel), tool_quat0)
+            quat = quat_multiply(quat_from_matrix(rel), tool_quat0)
             self.move_to(pos + rel @ tool_offset, quat, cfg.contact_speed)
             if np.linalg.norm(self.world.arm.tcp_pose()[0] - self.cmd_pos) > cfg.stall_distance:
                 self.cmd_pos, self.cmd_quat = self.world.arm.tcp_pose()  # stop pulling where it is

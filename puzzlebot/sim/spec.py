@@ -42,7 +42,7 @@ class SpecError(ValueError):
         super().__init__(f"{where}{field_path}: {reason}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class JointSpec:
     """The part's single degree of freedom and its passive dynamics."""
 

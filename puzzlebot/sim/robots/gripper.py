@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
+from puzzlebot.sim.frames import tool_quat
 from puzzlebot.sim.robots.base import (
     PART_BIT,
     ROBOT_BIT,
@@ -38,17 +39,6 @@ class GripperConfig:
     palm_mass: float = 0.6  # kg, a small industrial parallel gripper (Robotiq Hand-E is ~1 kg)
     weld_solref: tuple[float, float] = (0.02, 1.0)  # NOTES.md
     home_offset: tuple[float, float, float] = (0.25, 0.0, 0.30)  # m from the mount: above the table
-
-
-def tool_quat(approach: np.ndarray, grip_axis: np.ndarray) -> np.ndarray:
-    """Quaternion (wxyz) of a tool frame with +z = approach and +y = grip axis."""
-    z = approach / np.linalg.norm(approach)
-    y = grip_axis - (grip_axis @ z) * z
-    y /= np.linalg.norm(y)
-    mat = np.column_stack([np.cross(y, z), y, z])
-    quat = np.zeros(4)
-    mujoco.mju_mat2Quat(quat, mat.reshape(-1))
-    return quat
 
 
 class FloatingGripper(RobotModel):
