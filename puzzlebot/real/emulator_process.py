@@ -1,0 +1,644 @@
+"""The reality emulator's child process: the hidden world, paced to the wall clock.
+
+Everything here runs in a process started with the "spawn" context, so the agent's process
+never holds the perturbed model. What crosses the boundary is what a real arm would give:
+
+* commands and control messages, parent -> child, over a `Pipe`;
+* measured states, child -> parent, through a ring of `RING` slots in shared memory (the
+  writer never blocks on a slow reader, and a reader can still see every packet it missed);
+* camera frames, child -> parent, through one latest-frame slot per camera;
+* the drawn gap, child -> parent, only in answer to "shutdown".
+
+Time: simulation time 0 is the monotonic instant `t0`; physics is stepped until its clock
+catches up with the wall, and every event (applying a command, measuring a state, exposing
+a frame) is scheduled in simulation time. A loop that falls a few milliseconds behind (a
+render) catches up without moving any event, so latencies and timestamps stay exact.
+
+`EmulatorLink` is the parent's end of the same protocol: the process, the pipe, the shared
+memory, and the faults the parent infers from what arrives (or stops arriving).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+import traceback
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from multiprocessing.connection import Connection
+from multiprocessing.context import SpawnContext, SpawnProcess
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from puzzlebot.real.interface import Fault, FaultKind, NotConnectedError, RobotState
+
+if TYPE_CHECKING:
+    from puzzlebot.real.emulator import EmulatorConfig, GapConfig
+
+RING = 256
+"""States kept in shared memory: 2.56 s at 100 Hz, longer than any sane pause between reads."""
+STATE_HEAD = 6
+"""Slot layout: seq, t, wall time written, dropped packets so far, fault bits, grip; then q, qd,
+tcp (3), quat (4). The wall time tells the reader how long the link has been silent."""
+FRAME_HEAD = 4
+"""Frame header: seq, t (exposure, monotonic), frames dropped so far, stale frames re-sent so far."""
+PROTECTIVE_BIT = 1
+SENSOR_BIT = 2
+HISTORY = 5
+"""Frames kept per camera for re-sending as stale ones."""
+
+
+def state_slot_size(dof: int) -> int:
+    return STATE_HEAD + 2 * dof + 7
+
+
+@dataclass
+class SharedBuffers:
+    """Shared-memory blocks and their locks; pickled into the child only while spawning it."""
+
+    states: Any  # RawArray('d', RING * slot)
+    head: Any  # RawArray('q', 1): states written so far
+    state_lock: Any
+    frames: dict[str, Any]  # camera -> RawArray('B', H * W * 3)
+    frame_heads: dict[str, Any]  # camera -> RawArray('d', FRAME_HEAD)
+    frame_lock: Any
+
+
+def run_child(config: EmulatorConfig, buffers: SharedBuffers, conn: Connection) -> None:
+    """Process entry point: build the world, report ready, serve until shutdown or EOF."""
+    os.environ.setdefault("MUJOCO_GL", "egl")  # no display: render offscreen (the parent also sets it)
+    # Ctrl-C reaches the whole process group: the parent handles it (stops the arm, then shuts
+    # the world down), so the world must not die first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    child = None
+    try:
+        child = _Child(config, buffers, conn)
+        child.serve()
+    except (EOFError, BrokenPipeError):
+        pass  # the parent is gone: nothing left to serve
+    except BaseException:  # report any crash to the parent before dying: it explains the DISCONNECTED fault
+        try:
+            conn.send(("error", traceback.format_exc()))
+        except OSError:
+            pass
+        raise SystemExit(1) from None
+    finally:
+        if child is not None:
+            child.close()
+
+
+class EmulatorLink:
+    """The parent's handle on one child: process, pipe, shared memory, and the faults seen on it."""
+
+    def __init__(self, process: SpawnProcess, conn: Connection, buffers: SharedBuffers, config: EmulatorConfig,
+                 dof: int):
+        self.process, self.conn, self.buf, self.config, self.dof = process, conn, buffers, config, dof
+        self.states = np.frombuffer(buffers.states, dtype=np.float64).reshape(RING, state_slot_size(dof))
+        self.up = True
+        """False once the link is lost (silence, dead child, broken pipe) until `reconnect`."""
+        self.faults: dict[FaultKind, Fault] = {}
+        """Latched faults by kind, first occurrence kept, until `clear_faults` (or reconnect)."""
+        self.newest: RobotState | None = None
+        """The newest finite measurement."""
+        self._read = 0  # states taken out of the ring
+        self._unread: deque[RobotState] = deque(maxlen=RING)
+        self._last_rx = time.monotonic()
+        self._dropped_seen = 0
+        self._clean_from = 0  # states before this seq were measured before the last clear
+        self._error = ""
+
+    @classmethod
+    def spawn(cls, ctx: SpawnContext, config: EmulatorConfig, dof: int) -> EmulatorLink:
+        """Allocate shared memory, start the child, and return without waiting for it."""
+        height, width = config.image_size
+        buffers = SharedBuffers(
+            states=ctx.RawArray("d", RING * state_slot_size(dof)), head=ctx.RawArray("q", 1), state_lock=ctx.Lock(),
+            frames={n: ctx.RawArray("B", height * width * 3) for n in config.cameras},
+            frame_heads={n: ctx.RawArray("d", FRAME_HEAD) for n in config.cameras}, frame_lock=ctx.Lock())
+        parent, child = ctx.Pipe()
+        process = ctx.Process(target=run_child, args=(config, buffers, child), daemon=True,
+                              name=f"puzzlebot-emulator-seed{config.seed}")
+        with _offscreen_env():
+            process.start()
+        child.close()  # else the parent's copy keeps the pipe open and the child never sees EOF
+        return cls(process, parent, buffers, config, dof)
+
+    @property
+    def alive(self) -> bool:
+        return self.process.is_alive()
+
+    def wait_ready(self, timeout: float) -> None:
+        """Block until the child reports ready; a crash or a timeout raises with the reason."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = self._receive(0.05)
+            if msg is not None and msg[0] == "ready":
+                self._last_rx = time.monotonic()
+                return
+            if not self.alive:
+                raise RuntimeError(f"the emulator process failed to start: {self.death_reason()}")
+        raise TimeoutError(f"the emulator did not report ready within {timeout:.0f} s "
+                           f"(EmulatorConfig.ready_timeout); is MUJOCO_GL usable in a child process?")
+
+    # ------------------------------------------------------------------ states
+    def take(self, block: bool) -> list[RobotState]:
+        """Every state not taken yet, oldest first; `block` waits for one until the link times out."""
+        while True:
+            self._pump()
+            if self._unread or not block or not self.check():
+                break
+            time.sleep(0.0005)
+        self.check()
+        states = list(self._unread)
+        self._unread.clear()
+        return states
+
+    def refresh(self) -> None:
+        """Move new states into the unread queue (updating faults) and check the link."""
+        self._pump()
+        self.check()
+
+    def check(self) -> bool:
+        """Whether the link is up; a dead child or `link_timeout` of silence loses it."""
+        if not self.up:
+            return False
+        if not self.alive:
+            self.lose(f"the emulator process died: {self.death_reason()}")
+        elif (silence := time.monotonic() - self._last_rx) > self.config.link_timeout:
+            self.lose(f"no state for {silence:.3f} s (link_timeout {self.config.link_timeout} s)")
+        return self.up
+
+    def lose(self, reason: str) -> None:
+        if self.up:
+            self.up = False
+            self.faults[FaultKind.DISCONNECTED] = Fault(FaultKind.DISCONNECTED, reason, time.monotonic())
+
+    def _pump(self) -> None:
+        with _locked(self.buf.state_lock):
+            head = int(self.buf.head[0])
+            if head == self._read:
+                return
+            rows = self.states[np.arange(max(self._read, head - RING), head) % RING].copy()
+        self._read = head
+        self._last_rx = max(self._last_rx, float(rows[-1, 2]))  # when the child wrote it, not when we read it
+        self._unread.extend(self._parse(row) for row in rows)
+
+    def _parse(self, row: np.ndarray) -> RobotState:
+        n = self.dof
+        seq, t, dropped, bits, grip = int(row[0]), float(row[1]), int(row[3]), int(row[4]), float(row[5])
+        q, qd = row[STATE_HEAD:STATE_HEAD + n], row[STATE_HEAD + n:STATE_HEAD + 2 * n]
+        tcp, quat = row[STATE_HEAD + 2 * n:STATE_HEAD + 2 * n + 3], row[STATE_HEAD + 2 * n + 3:]
+        finite = bool(np.all(np.isfinite(row)))
+        faults = []
+        if seq >= self._clean_from:  # a state measured before the last clear carries old news
+            if bits & PROTECTIVE_BIT:
+                faults.append(self._latch(FaultKind.PROTECTIVE_STOP, "protective stop: the arm holds", t))
+            if bits & SENSOR_BIT or not finite:
+                faults.append(self._latch(FaultKind.SENSOR_INVALID, f"non-finite joint reading at seq {seq}", t))
+        if dropped > self._dropped_seen:
+            lost = dropped - self._dropped_seen
+            faults.append(self._latch(FaultKind.COMMS, f"{lost} state packet(s) lost before seq {seq}", t))
+            self._dropped_seen = dropped
+        state = RobotState(seq, t, q, qd, tcp, quat, grip, tuple(faults))
+        if finite:
+            self.newest = state
+        return state
+
+    def _latch(self, kind: FaultKind, message: str, t: float) -> Fault:
+        return self.faults.setdefault(kind, Fault(kind, message, t))
+
+    def frame(self, name: str) -> tuple[int, float, int, np.ndarray]:
+        """Seq, exposure time, frames dropped so far, and a copy of the image in one camera's slot."""
+        height, width = self.config.image_size
+        with _locked(self.buf.frame_lock):
+            head = np.frombuffer(self.buf.frame_heads[name], dtype=np.float64).copy()
+            image = np.frombuffer(self.buf.frames[name], dtype=np.uint8).reshape(height, width, 3).copy()
+        return int(head[0]), float(head[1]), int(head[2]), image
+
+    # ------------------------------------------------------------------ control
+    def send(self, msg: tuple, best_effort: bool = False) -> None:
+        try:
+            self.conn.send(msg)
+        except (OSError, ValueError) as err:  # a broken or closed pipe
+            self.lose(f"the pipe to the emulator broke: {err!r}")
+            if not best_effort:
+                raise NotConnectedError(f"emulator link lost: {err!r}") from err
+
+    def clear_faults(self) -> None:
+        """Clear the arm's faults and the latched ones; DISCONNECTED waits for `reconnect`."""
+        if not (self.up and self.alive):
+            return
+        self._pump()  # states already measured keep their faults out of the cleared set
+        seq = self._request(("clear",), "cleared")
+        if seq is None:
+            self.lose("the emulator did not answer clear_faults")
+            return
+        self._clean_from = seq
+        self.faults = {}
+
+    def reconnect(self) -> None:
+        """Re-open a link that was lost while the world kept running (the arm held meanwhile)."""
+        seq = self._request(("reconnect",), "reconnected")
+        if seq is None:
+            raise NotConnectedError(f"the emulator did not answer a reconnect: {self.death_reason()}")
+        self._pump()  # nothing from before the reconnect should count as fresh
+        self.up, self._last_rx = True, time.monotonic()
+        self.faults.pop(FaultKind.DISCONNECTED, None)
+
+    def shutdown(self, timeout: float = 5.0) -> dict[str, Any] | None:
+        """Ask the child to stop; returns its gap, or None if it is dead or does not answer."""
+        if not self.alive:
+            return None
+        return self._request(("shutdown",), "gap", timeout)
+
+    def death_reason(self) -> str:
+        self._receive(0.0)  # pick up a crash report if one is waiting
+        code = self.process.exitcode
+        where = f"exit code {code}" if code is not None else "still running"
+        return f"{where}\n{self._error}" if self._error else where
+
+    def _request(self, msg: tuple, reply: str, timeout: float = 1.0) -> Any:
+        self.send(msg, best_effort=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            answer = self._receive(0.01)
+            if answer is not None and answer[0] == reply:
+                return answer[1]
+            if answer is None and not self.alive:
+                return None
+        return None
+
+    def _receive(self, timeout: float) -> tuple | None:
+        """One message from the child, or None; a crash report is kept for `death_reason`."""
+        try:
+            if not self.conn.poll(timeout):
+                return None
+            msg = self.conn.recv()
+        except (EOFError, OSError):
+            return None
+        if msg[0] == "error":
+            self._error = msg[1]
+        return msg
+
+    @staticmethod
+    def kill(process: SpawnProcess, conn: Connection) -> None:
+        """Leave no orphan: join, then terminate, then kill (also run at exit and on garbage collection)."""
+        if process.pid is not None and process.is_alive():
+            with contextlib.suppress(OSError, ValueError):
+                conn.send(("shutdown",))
+            process.join(2.0)
+        if process.is_alive():
+            process.terminate()
+            process.join(1.0)
+        if process.is_alive():
+            process.kill()
+            process.join(1.0)
+        conn.close()
+
+
+@contextlib.contextmanager
+def _offscreen_env() -> Iterator[None]:
+    """The child inherits MUJOCO_GL=egl when the parent set nothing (it renders without a display)."""
+    missing = "MUJOCO_GL" not in os.environ
+    if missing:
+        os.environ["MUJOCO_GL"] = "egl"
+    try:
+        yield
+    finally:
+        if missing:
+            os.environ.pop("MUJOCO_GL", None)
+
+
+@contextlib.contextmanager
+def _locked(lock: Any, timeout: float = 1.0) -> Iterator[None]:
+    """A shared-memory lock that cannot hang the parent if the child died holding it."""
+    if not lock.acquire(timeout=timeout):
+        raise NotConnectedError("the emulator's shared memory stayed locked: the child is stuck or dead")
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+class _Child:
+    """The hidden world: a perturbed `PuzzleWorld`, its renderer, and the link state."""
+
+    def __init__(self, config: EmulatorConfig, buffers: SharedBuffers, conn: Connection):
+        import mujoco
+
+        from puzzlebot.sim.build import DEFAULT_CAMERAS
+        from puzzlebot.sim.external import load_puzzle
+        from puzzlebot.sim.world import PuzzleWorld, WorldConfig
+
+        self.cfg, self.gap_cfg, self.buf, self.conn = config, config.gap, buffers, conn
+        spec = load_puzzle(config.puzzle) if isinstance(config.puzzle, str | Path) else config.puzzle
+        cams = tuple(c for c in DEFAULT_CAMERAS if c.name in config.cameras)
+        self.world = PuzzleWorld(spec, WorldConfig(robot=config.robot, cameras=cams))
+        self.model, self.data, self.arm = self.world.model, self.world.data, self.world.arm
+        # Independent streams: the drawn gap never depends on how many commands or frames came.
+        draw_seq, noise_seq, lat_seq, cam_seq = np.random.SeedSequence(config.seed).spawn(4)
+        self.drawn = draw_gap(self.world, self.gap_cfg, np.random.default_rng(draw_seq))
+        self.world.reset()
+        self.rng_noise = np.random.default_rng(noise_seq)
+        self.rng_latency = np.random.default_rng(lat_seq)
+        self.rng_cam = np.random.default_rng(cam_seq)
+        self.dof = len(self.arm.joint_names) if config.robot == "jaco" else 0
+        if self.dof:
+            from puzzlebot.sim.robots.jaco import ARM_JOINTS, PREFIX
+
+            self.act = np.array([self.model.actuator(f"{PREFIX}act_{j}").id for j in ARM_JOINTS])
+            self.half_play = 0.5 * np.array([self.drawn["backlash"][n] for n in self.arm.joint_names])
+            self.play_state = self.data.ctrl[self.act].copy()
+        self.renderer = None
+        if config.cameras:
+            self.renderer = mujoco.Renderer(self.model, *config.image_size)
+            self.renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
+            self.renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
+            self.renderer.update_scene(self.data, camera=config.cameras[0])
+            self.renderer.render()  # warm-up: the first render compiles shaders (~60 ms on llvmpipe)
+        self.slot = state_slot_size(self.dof)
+        self.states = np.frombuffer(buffers.states, dtype=np.float64).reshape(RING, self.slot)
+        self.frames = {n: np.frombuffer(a, dtype=np.uint8).reshape(*config.image_size, 3)
+                       for n, a in buffers.frames.items()}
+        self.frame_heads = {n: np.frombuffer(a, dtype=np.float64) for n, a in buffers.frame_heads.items()}
+        # Link and fault state.
+        self.pending: deque[tuple[float, str, np.ndarray, float]] = deque()  # (apply at, mode, target, grip)
+        self.last_apply = 0.0
+        self.ee_target: tuple[np.ndarray, np.ndarray] | None = None
+        self.seq = 0
+        self.written = 0
+        self.disconnected = self.protective = self.sensor_latched = self.nan_next = False
+        self.comms_drop = 0
+        self.stats: dict[str, Any] = {"latencies": [], "commands_ignored": 0, "states_dropped": 0,
+                                      "frames_dropped": dict.fromkeys(config.cameras, 0),
+                                      "frames_stale": dict.fromkeys(config.cameras, 0), "max_lag_s": 0.0}
+        self.cam_seq = dict.fromkeys(config.cameras, 0)
+        self.history: dict[str, deque] = {n: deque(maxlen=HISTORY) for n in config.cameras}
+        self.t0 = 0.0
+
+    # ------------------------------------------------------------------ main loop
+    def serve(self) -> None:
+        cfg, dt = self.cfg, self.model.opt.timestep
+        state_period, cam_period = 1.0 / cfg.control_hz, 1.0 / self.gap_cfg.camera_hz
+        self.t0 = time.monotonic()  # simulation time 0 (data.time is 0 after reset)
+        self._publish_state()
+        for name in cfg.cameras:  # the first frame of every camera (seq 1) is always delivered
+            self.cam_seq[name] += 1
+            self._render(name)
+        next_state = state_period
+        # Cameras staggered over the period, so their renders never pile up on one step.
+        next_frame = {n: cam_period * (1 + i / len(cfg.cameras)) for i, n in enumerate(cfg.cameras)}
+        self.conn.send(("ready", {"t0": self.t0}))
+        while True:
+            if not self._handle_messages():
+                return
+            target = self._now() if cfg.realtime else self.data.time + state_period
+            if cfg.realtime and self.data.time > 0.1:  # how far physics trailed the wall clock, once started
+                self.stats["max_lag_s"] = max(self.stats["max_lag_s"], target - self.data.time)
+            while self.data.time + dt <= target:  # never ahead of the wall: no state from the future
+                self._apply_due()
+                self.world.step()
+                t = self.data.time + 1e-9
+                if t >= next_state:
+                    self._control_tick()
+                    next_state += state_period
+                for name, due in next_frame.items():
+                    if t >= due:
+                        self._camera_tick(name)
+                        next_frame[name] = due + cam_period
+            wait = self.data.time + dt - self._now() if cfg.realtime else 0.0
+            self.conn.poll(max(wait, 0.0))
+
+    def _now(self) -> float:
+        """The wall clock in simulation time."""
+        return time.monotonic() - self.t0
+
+    def close(self) -> None:
+        if self.renderer is not None:
+            self.renderer.close()  # else EGL complains in __del__ at exit (NOTES.md)
+
+    # ------------------------------------------------------------------ messages
+    def _handle_messages(self) -> bool:
+        """Drain the pipe; False on shutdown. A disconnected arm answers only reconnect/shutdown."""
+        while self.conn.poll():
+            msg = self.conn.recv()
+            kind = msg[0]
+            if kind == "shutdown":
+                self.conn.send(("gap", self.episode_gap()))
+                return False
+            if self.disconnected and kind != "reconnect":
+                self.stats["commands_ignored"] += kind == "cmd"
+                continue
+            if kind == "cmd":
+                self._queue(*msg[1:])
+            elif kind == "stop":
+                self.pending.clear()
+                self._hold()
+            elif kind == "inject":
+                self._inject(msg[1], msg[2])
+            elif kind == "clear":
+                self.protective = self.sensor_latched = self.nan_next = False
+                self.comms_drop = 0
+                self.conn.send(("cleared", self.seq + 1))
+            elif kind == "reconnect":
+                self.disconnected = False
+                self.conn.send(("reconnected", self.seq + 1))
+        return True
+
+    def _queue(self, mode: str, target: np.ndarray, grip: float, t_sent: float) -> None:
+        """Schedule a command after its latency; FIFO, so a late draw never overtakes an earlier one."""
+        if self.protective:
+            self.stats["commands_ignored"] += 1
+            return
+        gap = self.gap_cfg
+        latency = max(0.0, gap.latency_mean + gap.latency_jitter * float(self.rng_latency.standard_normal()))
+        sent = t_sent - self.t0 if self.cfg.realtime else self.data.time
+        self.last_apply = max(sent + latency, self.last_apply)
+        self.stats["latencies"].append(self.last_apply - sent)
+        self.pending.append((self.last_apply, mode, target, grip))
+
+    def _inject(self, kind: str, count: int) -> None:
+        if kind == "disconnected":
+            self.disconnected = True
+            self.pending.clear()
+            self._hold()  # a real controller holds the arm when its link drops
+        elif kind == "protective_stop":
+            self.protective = True
+            self.pending.clear()
+            self._hold()
+        elif kind == "sensor_invalid":
+            self.nan_next = True
+        elif kind == "comms":
+            self.comms_drop += count
+        else:
+            raise ValueError(f"cannot inject fault kind {kind!r}")
+
+    # ------------------------------------------------------------------ acting
+    def _apply_due(self) -> None:
+        while self.pending and self.pending[0][0] <= self.data.time + 1e-12:
+            _, mode, target, grip = self.pending.popleft()
+            if mode == "joint":
+                self.ee_target = None
+                self.arm.set_joint_targets(target)
+                self._backlash()
+            else:
+                self.ee_target = (np.asarray(target[:3], float), np.asarray(target[3:], float))
+                self._track_ee()
+            self.arm.set_grip(grip)
+
+    def _track_ee(self) -> None:
+        """Re-solve the IK towards the held EE target (it converges over several control ticks)."""
+        if self.ee_target is not None:
+            self.arm.set_tcp_target(*self.ee_target)
+            self._backlash()
+
+    def _backlash(self) -> None:
+        """Deadband of drawn width on each arm target: it moves only when the command leaves the play."""
+        if self.dof:
+            ctrl = self.data.ctrl[self.act]
+            self.play_state = np.clip(self.play_state, ctrl - self.half_play, ctrl + self.half_play)
+            self.data.ctrl[self.act] = self.play_state
+
+    def _hold(self) -> None:
+        """Hold the measured position now (stop, protective stop, lost link)."""
+        if self.dof:
+            q = self.arm.joint_positions()
+            self.arm.set_joint_targets(q)
+            self.play_state = self.data.ctrl[self.act].copy()
+            self.ee_target = None
+        else:
+            self.ee_target = self.arm.tcp_pose()
+            self.arm.set_tcp_target(*self.ee_target)
+
+    # ------------------------------------------------------------------ sensing
+    def _control_tick(self) -> None:
+        if not (self.protective or self.disconnected):
+            self._track_ee()
+        self._publish_state()
+
+    def _publish_state(self) -> None:
+        gap, rng, n = self.gap_cfg, self.rng_noise, self.dof
+        self.seq += 1  # consumed even when the packet is lost: the reader sees the gap
+        if self.disconnected:
+            return
+        if self.comms_drop > 0:
+            self.comms_drop -= 1
+            self.stats["states_dropped"] += 1
+            return
+        q = self.arm.joint_positions()[:n] + rng.normal(0.0, gap.joint_position_noise, n)
+        qd = self.arm.joint_velocities()[:n] + rng.normal(0.0, gap.joint_velocity_noise, n)
+        if self.nan_next:
+            q[:] = np.nan
+            self.nan_next, self.sensor_latched = False, True
+        pos, quat = self.arm.tcp_pose()
+        bits = PROTECTIVE_BIT * self.protective + SENSOR_BIT * self.sensor_latched
+        row = np.concatenate([[self.seq, self.t0 + self.data.time, time.monotonic(), self.stats["states_dropped"],
+                               bits, self.arm.grip()], q, qd, pos, quat])
+        with self.buf.state_lock:
+            self.states[self.written % RING] = row
+            self.written += 1
+            self.buf.head[0] = self.written
+
+    def _camera_tick(self, name: str) -> None:
+        """Deliver, drop, or re-send an old frame (with its old seq and timestamp)."""
+        gap = self.gap_cfg
+        self.cam_seq[name] += 1
+        u = float(self.rng_cam.random())
+        if u < gap.frame_drop_prob:
+            self.stats["frames_dropped"][name] += 1
+            self._write_header(name)
+        elif u < gap.frame_drop_prob + gap.stale_frame_prob:
+            self.stats["frames_stale"][name] += 1
+            history = self.history[name]
+            older = list(history)[:-1] or list(history)  # not the newest: that one is already there
+            seq, t, image = older[int(self.rng_cam.integers(len(older)))]
+            self._write_frame(name, seq, t, image)
+        else:
+            self._render(name)
+
+    def _render(self, name: str) -> None:
+        assert self.renderer is not None  # only cameras in config.cameras tick
+        self.renderer.update_scene(self.data, camera=name)
+        image = self.renderer.render()
+        if self.gap_cfg.image_noise_std > 0:
+            noise = self.rng_cam.normal(0.0, self.gap_cfg.image_noise_std, image.shape)
+            image = np.clip(image + noise, 0, 255).astype(np.uint8)
+        seq, t = self.cam_seq[name], self.t0 + self.data.time
+        self.history[name].append((seq, t, image))
+        self._write_frame(name, seq, t, image)
+
+    def _write_frame(self, name: str, seq: int, t: float, image: np.ndarray) -> None:
+        with self.buf.frame_lock:
+            self.frames[name][:] = image
+            self.frame_heads[name][:2] = (seq, t)
+            self._write_header(name, locked=True)
+
+    def _write_header(self, name: str, locked: bool = False) -> None:
+        counts = (self.stats["frames_dropped"][name], self.stats["frames_stale"][name])
+        if locked:
+            self.frame_heads[name][2:] = counts
+        else:
+            with self.buf.frame_lock:
+                self.frame_heads[name][2:] = counts
+
+    # ------------------------------------------------------------------ the gap
+    def episode_gap(self) -> dict[str, Any]:
+        """What this episode faced: the config, the drawn values, and what was realised."""
+        lat = np.array(self.stats["latencies"]) if self.stats["latencies"] else np.zeros(0)
+        realised = {k: v for k, v in self.stats.items() if k != "latencies"}
+        realised["commands"] = int(lat.size)
+        if lat.size:
+            realised["latency"] = {"mean": float(lat.mean()), "std": float(lat.std()), "min": float(lat.min()),
+                                   "max": float(lat.max())}
+        return {"seed": self.cfg.seed, "config": asdict(self.gap_cfg), "drawn": self.drawn, "realised": realised}
+
+
+def draw_gap(world: Any, gap: GapConfig, rng: np.random.Generator) -> dict[str, Any]:
+    """Draw every declared perturbation and write it into the world's model, by name.
+
+    Args:
+        world: the child's `PuzzleWorld` (its model is changed in place).
+        gap: the ranges to draw from.
+        rng: the stream reserved for this draw.
+
+    Returns:
+        The drawn values, keyed by joint or part name (JSON-friendly).
+    """
+    import mujoco
+
+    model = world.model
+    drawn: dict[str, Any] = {k: {} for k in ("joint_friction", "joint_damping", "joint_armature", "part_mass",
+                                             "axis_tilt", "backlash")}
+    scaled_bodies: set[int] = set()
+    for part in world.part_names:
+        joint = model.joint(world.joint_name(part))
+        for key, attr in (("joint_friction", "frictionloss"), ("joint_damping", "damping"),
+                          ("joint_armature", "armature")):
+            factor = float(rng.uniform(*getattr(gap, key)))
+            getattr(joint, attr)[:] *= factor
+            drawn[key][part] = factor
+        body = model.body(int(model.jnt_bodyid[joint.id]))
+        if body.id not in scaled_bodies:  # two parts on one body (an MJCF puzzle) scale it once
+            factor = float(rng.uniform(*gap.part_mass))
+            body.mass[:] *= factor
+            body.inertia[:] *= factor
+            scaled_bodies.add(body.id)
+            drawn["part_mass"][part] = factor
+        # Tilt the axis by a drawn angle towards a random direction perpendicular to it.
+        axis = model.jnt_axis[joint.id].copy()
+        angle = np.deg2rad(float(rng.uniform(*gap.axis_tilt_deg)))
+        perp = rng.standard_normal(3)
+        perp -= (perp @ axis) * axis
+        perp /= np.linalg.norm(perp)
+        model.jnt_axis[joint.id] = np.cos(angle) * axis + np.sin(angle) * perp
+        drawn["axis_tilt"][part] = {"deg": float(np.rad2deg(angle)), "axis": model.jnt_axis[joint.id].tolist()}
+    if world.config.robot == "jaco":
+        for name in world.arm.joint_names:
+            drawn["backlash"][name] = float(rng.uniform(*gap.backlash))
+    mujoco.mj_setConst(model, world.data)  # mass-dependent constants (body_subtreemass, invweights, ...)
+    return drawn
