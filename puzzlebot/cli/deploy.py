@@ -97,7 +97,9 @@ def run(cfg: DictConfig, out_dir: Path, confirm=input) -> dict[str, Any]:
     backend = make_backend(cfg)
     calibration = RobotCalibration.load(cfg.calibration) if cfg.calibration else None
     safety = SafetyConfig(joint_margin=float(cfg.safety.joint_margin), max_joint_step=float(cfg.safety.max_joint_step),
-                          watchdog_s=float(cfg.safety.watchdog_s))
+                          watchdog_s=float(cfg.safety.watchdog_s),
+                          workspace_low=tuple(float(v) for v in cfg.robot.workspace_low),
+                          workspace_high=tuple(float(v) for v in cfg.robot.workspace_high))
     recorder = EpisodeWriter(out_dir, OmegaConf.to_container(cfg, resolve=True), backend.capabilities)
     driver = Driver(backend, safety, calibration=calibration, address=str(cfg.robot.address), recorder=recorder)
     summary: dict[str, Any] = {"dry_run": bool(cfg.dry_run), "commands": 0, "rejected": 0, "faults": []}
@@ -110,7 +112,7 @@ def run(cfg: DictConfig, out_dir: Path, confirm=input) -> dict[str, Any]:
                 console.print("[bold]dry run:[/] all checks passed, nothing moved")
                 summary["sent_while_dry"] = 0
                 return summary
-            if bool(cfg.robot.real_hardware) and not cfg.yes:
+            if bool(cfg.robot.real_hardware) and not cfg.assume_yes:
                 answer = confirm(f"About to move the {cfg.robot.name} at {cfg.robot.address}. Type 'move' to go: ")
                 if answer.strip() != "move":
                     console.print("not confirmed: nothing moved")

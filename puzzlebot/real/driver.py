@@ -65,7 +65,8 @@ class Driver:
 
     def __init__(self, backend: RobotBackend, safety: SafetyConfig | None = None,
                  calibration: RobotCalibration | None = None, address: str = "",
-                 recorder: Recorder | None = None, clock: Callable[[], float] = time.monotonic):
+                 recorder: Recorder | None = None, clock: Callable[[], float] = time.monotonic,
+                 max_state_age: float = 0.1):
         self.backend = backend
         self.capabilities = backend.capabilities
         self.safety = SafetyLayer(self.capabilities, safety or SafetyConfig(), backend.forward_kinematics)
@@ -76,6 +77,11 @@ class Driver:
         self.state = DriverState.DISCONNECTED
         self.last_state: RobotState | None = None
         self.fault: Fault | None = None
+        self.max_state_age = max_state_age
+        self.stale_states = 0  # late or repeated states (each logged as COMMS)
+        self.dropped_states = 0  # states that never arrived (gaps in seq)
+        self._newest_seq: int | None = None
+        self._fresh = False
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> Driver:
@@ -90,6 +96,7 @@ class Driver:
         if self.state is not DriverState.DISCONNECTED:
             return
         self.backend.connect()
+        self._newest_seq = None
         self._event("connect")
         self.state = DriverState.IDLE
         measured = self.read_state()
@@ -133,12 +140,33 @@ class Driver:
             if fault.kind in LATCHING:
                 self._on_fault(fault)
                 break
+        age = self.clock() - state.t
+        previous = self._newest_seq
+        repeated = previous is not None and state.seq <= previous
+        if age > self.max_state_age or repeated:  # late or repeated: flagged, never passed off as fresh
+            self.stale_states += 1
+            why = "repeats an older reading" if repeated else f"is {age * 1000:.0f} ms old"
+            self._log_comms(f"state seq {state.seq} {why}")
+        elif previous is not None and state.seq > previous + 1:
+            self.dropped_states += state.seq - previous - 1
+            self._log_comms(f"{state.seq - previous - 1} state(s) lost before seq {state.seq}")
+        self._newest_seq = max(state.seq, previous or 0)
         readings = (state.joint_positions, state.joint_velocities, state.tcp_position)
         if not all(np.all(np.isfinite(r)) for r in readings):
             self._on_fault(Fault(FaultKind.SENSOR_INVALID, f"non-finite reading at seq {state.seq}", state.t))
-        else:
+        elif age <= self.max_state_age and not repeated:
             self.last_state = state
+        self._fresh = self.last_state is state
         return state
+
+    def _log_comms(self, message: str) -> None:
+        if self.recorder is not None:
+            self.recorder.log_fault(Fault(FaultKind.COMMS, message, self.clock()))
+
+    @property
+    def state_is_fresh(self) -> bool:
+        """Whether the newest reading was fresh, new and finite (an agent must not act on a stale one)."""
+        return self._fresh and self.last_state is not None
 
     # ------------------------------------------------------------------ acting
     def send(self, command: Command) -> SafetyReport:
@@ -181,6 +209,7 @@ class Driver:
             return
         if not self.backend.is_connected:
             self.backend.connect()
+            self._newest_seq = None
             self._event("reconnect")
         self.backend.clear_faults()
         remaining = [f for f in self.backend.faults() if f.kind in LATCHING]

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +54,39 @@ def test_ctrl_c_stops_the_arm_and_closes_the_log(tmp_path):
     log = EpisodeReader(run_dir / "episode")
     assert log.ends_cleanly and log.commands
     assert any(e.text == "disconnect" for e in log.events)
+
+
+def _real_arm_config(tmp_path, *overrides: str):
+    from hydra import compose, initialize_config_dir
+
+    from puzzlebot.cli.deploy import CONFIGS
+
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return compose(config_name="config", overrides=["robot=ur5e", "robot.address=10.0.0.2", *overrides])
+
+
+@pytest.mark.fault
+def test_real_hardware_needs_calibration_and_confirmation(tmp_path, monkeypatch):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from mocks.ur_rtde import URController
+
+    from puzzlebot.cli import deploy
+    from puzzlebot.real.arms import URBackend, URConfig
+    from puzzlebot.real.calibration import RobotCalibration
+    from puzzlebot.sim.robots.base import Mount
+
+    mock = URController()
+    backend = URBackend(URConfig(ip="10.0.0.2", mount=Mount(pos=(0.0, 0.0, 0.0), yaw=0.0)), mock.sdk)
+    monkeypatch.setattr(deploy, "make_backend", lambda cfg: backend)
+    # No calibration on real hardware: refused before any motion.
+    with pytest.raises(deploy.DeployCheckError, match="calibration"):
+        deploy.run(_real_arm_config(tmp_path), tmp_path / "a")
+    cal = tmp_path / "cal.yaml"
+    RobotCalibration.for_backend(backend.capabilities, address="10.0.0.2").save(cal)
+    # Calibrated, but the operator does not confirm: nothing moves.
+    summary = deploy.run(_real_arm_config(tmp_path, f"calibration={cal}"), tmp_path / "b", confirm=lambda _: "no")
+    assert summary["commands"] == 0 and not mock.called("servoJ")
+    # Confirmed: the probe runs through the safety layer on the (mock) arm.
+    summary = deploy.run(_real_arm_config(tmp_path, f"calibration={cal}", "duration_s=0.5"), tmp_path / "c",
+                         confirm=lambda _: "move")
+    assert summary["commands"] > 5 and mock.called("servoJ")

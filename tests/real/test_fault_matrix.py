@@ -198,3 +198,23 @@ def test_emulator_stale_frames_are_flagged_never_reused():
         assert all(b.seq > a.seq and b.t > a.t for a, b in zip(states, states[1:], strict=False))
     finally:
         s.close()
+
+
+@pytest.mark.parametrize("name", ["emulator", "so101"])
+def test_lost_and_repeated_states_are_flagged_never_passed_off_as_fresh(name):
+    """Dropped packets show as seq gaps (emulator); a bus timeout repeats the last reading (SO-101)."""
+    s = Setup(name)
+    try:
+        s.driver.read_state()
+        assert s.driver.stale_states == 0 and s.driver.dropped_states == 0
+        if name == "emulator":
+            s.backend.inject_fault(FaultKind.COMMS, count=10)  # the next 10 packets never arrive
+            time.sleep(0.2)
+            s.driver.read_state()
+            assert s.driver.dropped_states >= 10
+        else:
+            s.rig.mock.rx_timeouts = 1  # the next sync read times out: the backend repeats its last state
+            s.driver.read_state()
+            assert s.driver.stale_states == 1 and not s.driver.state_is_fresh
+    finally:
+        s.close()
