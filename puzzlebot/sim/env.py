@@ -140,6 +140,34 @@ class LockboxEnv(gym.Env):
         self._obs_renderer = self._make_renderer(cfg.image_size) if cfg.cameras else None
         self._render_renderer: mujoco.Renderer | None = None
 
+    # ----------------------------------------------------------------------------- pickling
+
+    _STATE_FIELDS = ("qpos", "qvel", "act", "ctrl", "qacc_warmstart", "mocap_pos", "mocap_quat")
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Config plus the simulation state: MuJoCo objects and renderers are rebuilt, not copied."""
+        return {
+            "config": self.config, "render_mode": self.render_mode, "placement": self.placement,
+            "time": float(self.data.time), "np_random": self.np_random,
+            "data": {f: getattr(self.data, f).copy() for f in self._STATE_FIELDS},
+            "target": (self._target_pos.copy(), self._target_quat.copy()),
+            "controller": self.arm.controller_state(),
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["config"], state["render_mode"])
+        self.placement = state["placement"]
+        self._base.pos[:] = (*self.placement.pos, 0.0)
+        self._base.quat[:] = self.placement.quat()
+        for field_name, value in state["data"].items():
+            getattr(self.data, field_name)[:] = value
+        self.data.time = state["time"]
+        mujoco.mj_forward(self.model, self.data)
+        self._target_pos, self._target_quat = (v.copy() for v in state["target"])
+        self.np_random = state["np_random"]
+        self.arm.restore_controller_state(state["controller"])  # e.g. the Jaco's IK warm start
+        self._tcp_pos = self.arm.tcp_pose()[0]  # what the last observation measured
+
     # ----------------------------------------------------------------------------- spaces
 
     def _joint_action_range(self) -> tuple[np.ndarray, np.ndarray]:

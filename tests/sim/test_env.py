@@ -305,3 +305,23 @@ def test_hidden_ground_truth_only_reaches_privileged_runs():
     assert 0.0 <= step_info["privileged"]["goal_progress"] <= 1.0
     plain.close()
     privileged.close()
+
+
+@pytest.mark.parametrize("env_id", ["puzzlebot/Lockbox-v0", "puzzlebot/LockboxJaco-v0"])
+def test_pickled_env_continues_identically(env_id):
+    import pickle
+
+    env = gym.make(env_id, cameras=()).unwrapped
+    env.reset(seed=5)
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        env.step(rng.uniform(-1, 1, 7))
+    clone = pickle.loads(pickle.dumps(env))
+    actions = rng.uniform(-1, 1, (10, 7))
+    for action in actions:
+        a, ra, *_ = env.step(action)
+        b, rb, *_ = clone.step(action)
+        np.testing.assert_array_equal(a["proprio"], b["proprio"])
+        assert ra == rb
+    env.close()
+    clone.close()

@@ -104,6 +104,15 @@ class ArmController(abc.ABC):
     def geom_ids(self) -> np.ndarray:
         """Ids of the robot's collision geoms (to tell which contacts are the robot's)."""
 
+    def controller_state(self) -> dict[str, np.ndarray]:
+        """Controller memory outside MjData (e.g. an IK warm start), for pickling envs."""
+        return {}
+
+    def restore_controller_state(self, state: dict[str, np.ndarray]) -> None:
+        """Put back what `controller_state` returned (nothing to do for a stateless controller)."""
+        if state:
+            raise ValueError(f"{type(self).__name__} keeps no controller state, got {sorted(state)}")
+
 
 class RobotModel(abc.ABC):
     """A robot description that can be attached to a puzzle scene built with MjSpec."""

@@ -272,6 +272,12 @@ class JacoController(ArmController):
         err[3:] = self.config.ik_rot_weight * self._rot
         return err
 
+    def controller_state(self) -> dict[str, np.ndarray]:
+        return {"q_ik": self._q_ik.copy()}
+
+    def restore_controller_state(self, state: dict[str, np.ndarray]) -> None:
+        self._q_ik = np.array(state["q_ik"], dtype=float)
+
     def set_tcp_target(self, pos: np.ndarray, quat: np.ndarray) -> None:
         """Run a few damped-least-squares IK steps towards the pose; actuators track them.
 
