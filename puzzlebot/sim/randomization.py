@@ -40,6 +40,9 @@ class RandomizationConfig:
     """Factor on each light's diffuse colour."""
     base_rgba: float = 0.08
     """Half-width of the offset added to each RGB channel of the base's colour (clipped to [0, 1])."""
+    texture_tint: float = 0.25
+    """Half-width of the factor offset on each RGB channel of every textured material except the
+    markers' (the table's checker): a texture's look changes, its pattern stays."""
     camera_pos: float = 0.01
     """Half-width of the offset added to each camera position coordinate, m."""
     camera_angle: float = 0.02
@@ -50,7 +53,7 @@ class RandomizationConfig:
             lo, hi = getattr(self, f)
             if not 0.0 < lo <= hi:
                 raise ValueError(f"RandomizationConfig.{f}: ({lo}, {hi}) must satisfy 0 < low <= high")
-        for f in ("base_rgba", "camera_pos", "camera_angle"):
+        for f in ("base_rgba", "texture_tint", "camera_pos", "camera_angle"):
             if getattr(self, f) < 0.0:
                 raise ValueError(f"RandomizationConfig.{f}: {getattr(self, f)} must be >= 0")
 
@@ -82,6 +85,9 @@ class DomainRandomization(gym.Wrapper):
         self._lights = {model.light(i).name: model.light(i) for i in range(model.nlight)}
         self._cameras = {model.camera(i).name: model.camera(i) for i in range(model.ncam)}
         self._base_geoms = _static_puzzle_geoms(model)
+        # Textured materials other than the ArUco markers (tinting a marker fakes a marker).
+        self._tinted = np.array([m for m in range(model.nmat) if not model.material(m).name.startswith("aruco_")],
+                                dtype=int)
         # Values as compiled: every draw starts from these.
         self.nominal: dict[str, Any] = {
             "joint_friction": {p: j.frictionloss.copy() for p, j in self._joints.items()},
@@ -90,6 +96,7 @@ class DomainRandomization(gym.Wrapper):
             "part_mass": {p: (b.mass.copy(), b.inertia.copy()) for p, b in self._bodies.items()},
             "light_intensity": {n: light.diffuse.copy() for n, light in self._lights.items()},
             "base_rgba": model.geom_rgba[self._base_geoms].copy(),
+            "texture_tint": model.mat_rgba[self._tinted].copy(),
             "camera_pose": {n: (c.pos.copy(), c.quat.copy()) for n, c in self._cameras.items()},
         }
 
@@ -129,6 +136,9 @@ class DomainRandomization(gym.Wrapper):
         offset = rng.uniform(-cfg.base_rgba, cfg.base_rgba, size=3)
         model.geom_rgba[self._base_geoms, :3] = np.clip(nom["base_rgba"][:, :3] + offset, 0.0, 1.0)
         drawn["base_rgba"] = offset.tolist()
+        tint = 1.0 + rng.uniform(-cfg.texture_tint, cfg.texture_tint, size=(len(self._tinted), 3))
+        model.mat_rgba[self._tinted, :3] = np.clip(nom["texture_tint"][:, :3] * tint, 0.0, 1.0)
+        drawn["texture_tint"] = tint.tolist()
         drawn["camera_pose"] = {}
         for name, camera in self._cameras.items():
             pos0, quat0 = nom["camera_pose"][name]

@@ -325,3 +325,16 @@ def test_pickled_env_continues_identically(env_id):
         assert ra == rb
     env.close()
     clone.close()
+
+
+def test_texture_tint_leaves_markers_alone():
+    from puzzlebot.sim.randomization import DomainRandomization
+
+    env = DomainRandomization(LockboxEnv(EnvConfig(cameras=())))
+    model = env.unwrapped.model
+    grid, marker = model.material("grid"), model.material("aruco_2")
+    nominal_grid, nominal_marker = grid.rgba.copy(), marker.rgba.copy()
+    env.reset(seed=0)
+    assert not np.allclose(grid.rgba, nominal_grid)
+    np.testing.assert_array_equal(marker.rgba, nominal_marker)
+    env.close()
