@@ -64,6 +64,9 @@ DEFAULT_CAMERAS = (
     CameraSpec("front", (-0.62, 0.28, 0.55)),  # front-left and high: clear of the arm behind the puzzle
     CameraSpec("top", (-0.25, 0.0, 0.95)),
     CameraSpec("side", (-0.35, -0.65, 0.40)),
+    # Half a metre square in front of the front face, below the gripper's home: the only view in
+    # which the small part markers (3-5 cm plates) are big enough to detect (agent/perception).
+    CameraSpec("closeup", (-0.65, 0.0, 0.15), (-0.15, 0.0, 0.14)),
 )
 
 

@@ -49,7 +49,7 @@ class EnvConfig:
     timestep: float = 0.002
     """Physics timestep, s (NOTES.md: the settings the grasping checks were done with)."""
     cameras: tuple[str, ...] = ("front",)
-    """World cameras rendered into observations ('front', 'top', 'side'); () renders nothing."""
+    """World cameras rendered into observations ('front', 'top', 'side', 'closeup'); () renders nothing."""
     image_size: tuple[int, int] = (96, 128)
     """Observation image height and width, px."""
     render_size: tuple[int, int] = (480, 640)
