@@ -18,6 +18,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from puzzlebot.files import write_text_atomic
+
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("WANDB_MODE", "offline")
 
@@ -48,9 +50,7 @@ def resolve_puzzle(cfg: DictConfig, seed: int) -> PuzzleSpec:
 
 
 def _atomic_json(path: Path, payload: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=float))
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(payload, indent=2, default=float))
 
 
 def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:

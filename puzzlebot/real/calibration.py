@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from puzzlebot.files import write_text_atomic
 from puzzlebot.real.interface import Capabilities
 
 SCHEMA_VERSION = 1
@@ -61,13 +62,10 @@ class RobotCalibration:
     def save(self, path: str | Path) -> None:
         """Write YAML atomically (tmp file + rename): a crash never leaves half a calibration."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         data = asdict(self)
         data["joint_offsets"] = list(self.joint_offsets)
         data["tcp_offset"] = list(self.tcp_offset)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(yaml.safe_dump(data, sort_keys=False))
-        tmp.replace(path)
+        write_text_atomic(path, yaml.safe_dump(data, sort_keys=False))
 
     @classmethod
     def load(cls, path: str | Path) -> RobotCalibration:

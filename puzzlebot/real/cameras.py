@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import yaml
 
+from puzzlebot.files import write_text_atomic
 from puzzlebot.real.interface import CameraBackend, CameraIntrinsics, Frame, NotConnectedError, StaleFrameError
 
 CALIBRATION_SCHEMA = 1
@@ -57,14 +58,11 @@ class CameraCalibration:
     def save(self, path: str | Path) -> None:
         """Atomic YAML write."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         data = {k: getattr(self, k) for k in self.__dataclass_fields__}
         data["matrix"] = [[float(v) for v in row] for row in self.matrix]
         data["distortion"] = [float(v) for v in self.distortion]
         data["rms_px"] = float(self.rms_px)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(yaml.safe_dump(data, sort_keys=False))
-        tmp.replace(path)
+        write_text_atomic(path, yaml.safe_dump(data, sort_keys=False))
 
     @classmethod
     def load(cls, path: str | Path) -> CameraCalibration:

@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from puzzlebot.files import write_text_atomic
+
 MECHANISMS: dict[str, str] = {
     # mechanism -> joint kind
     "drawer": "slide",
@@ -262,6 +264,4 @@ def load_spec(path: str | Path) -> PuzzleSpec:
 def save_spec(spec: PuzzleSpec, path: str | Path) -> None:
     """Write a spec as YAML atomically (write a temporary file, then rename)."""
     path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
-    tmp.replace(path)
+    write_text_atomic(path, yaml.safe_dump(spec.to_dict(), sort_keys=False))
