@@ -11,6 +11,7 @@ with `episode_gap()` after `disconnect()`.
     with emu:                                   # spawns the world, waits until it is ready
         front = emu.camera("front"); front.connect()
         state = emu.read_state()                # blocks until a newer measurement arrives
+        push = state.wrench[:3]                 # N, world frame, on the hand (wrist F/T sensor)
         emu.send(Command(ControlMode.JOINT, state.joint_positions + 0.05, t=state.t))
         frame = front.read_latest(max_age=0.2)  # StaleFrameError if older
     gap = emu.episode_gap()                     # what this episode faced
@@ -96,6 +97,12 @@ class GapConfig:
     """Probability that a camera tick re-sends an older frame with its OLD seq and timestamp."""
     camera_hz: float = 10.0
     """Frames per second per camera (chosen here: llvmpipe renders 120x160 in ~11 ms)."""
+    wrench_force_noise: float = 0.3
+    """Std of the gaussian noise on each measured wrist force component, N (placeholder: an ATI
+    Mini45-class sensor resolves far finer; this stands for mounting vibration as well)."""
+    wrench_torque_noise: float = 0.01
+    """Std of the gaussian noise on each measured wrist torque component, N·m (placeholder, as
+    the force noise)."""
 
     def __post_init__(self) -> None:
         for name in ("joint_friction", "joint_damping", "joint_armature", "part_mass"):
@@ -107,7 +114,7 @@ class GapConfig:
             if not 0.0 <= lo <= hi:
                 raise ValueError(f"GapConfig.{name}: ({lo}, {hi}) must satisfy 0 <= low <= high")
         for name in ("latency_mean", "latency_jitter", "joint_position_noise", "joint_velocity_noise",
-                     "image_noise_std"):
+                     "image_noise_std", "wrench_force_noise", "wrench_torque_noise"):
             if not (getattr(self, name) >= 0.0 and np.isfinite(getattr(self, name))):
                 raise ValueError(f"GapConfig.{name}: {getattr(self, name)} must be finite and >= 0")
         if not (0.0 <= self.frame_drop_prob and 0.0 <= self.stale_frame_prob
@@ -392,7 +399,7 @@ class _ArmKinematics:
             return Capabilities(name="emulator-gripper", joint_names=(), joint_lower=np.zeros(0),
                                 joint_upper=np.zeros(0), max_joint_velocity=np.zeros(0),
                                 max_joint_acceleration=np.zeros(0), control_modes=(ControlMode.EE,),
-                                control_hz=control_hz)
+                                control_hz=control_hz, has_wrench=True)
         joints = [self.model.joint(n) for n in self.joint_names]
         limited = np.array([bool(j.limited[0]) for j in joints])
         rng = np.array([j.range for j in joints])
@@ -401,7 +408,8 @@ class _ArmKinematics:
                             joint_upper=np.where(limited, rng[:, 1], ENDLESS_SPAN),
                             max_joint_velocity=JACO_MAX_VELOCITY.copy(),
                             max_joint_acceleration=JACO_MAX_ACCELERATION.copy(),
-                            control_modes=(ControlMode.JOINT, ControlMode.EE), control_hz=control_hz)
+                            control_modes=(ControlMode.JOINT, ControlMode.EE), control_hz=control_hz,
+                            has_wrench=True)
 
     def tcp(self, q: np.ndarray) -> np.ndarray:
         if q.shape != self._qadr.shape:

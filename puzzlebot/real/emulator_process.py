@@ -44,7 +44,9 @@ RING = 256
 """States kept in shared memory: 2.56 s at 100 Hz, longer than any sane pause between reads."""
 STATE_HEAD = 6
 """Slot layout: seq, t, wall time written, dropped packets so far, fault bits, grip; then q, qd,
-tcp (3), quat (4). The wall time tells the reader how long the link has been silent."""
+tcp (3), quat (4), wrench (6). The wall time tells the reader how long the link has been silent."""
+WRENCH = 6
+"""Wrist force (3, N) then torque (3, N·m about the TCP), world frame, at the end of each slot."""
 FRAME_HEAD = 4
 """Frame header: seq, t (exposure, monotonic), frames dropped so far, stale frames re-sent so far."""
 PROTECTIVE_BIT = 1
@@ -54,7 +56,7 @@ HISTORY = 5
 
 
 def state_slot_size(dof: int) -> int:
-    return STATE_HEAD + 2 * dof + 7
+    return STATE_HEAD + 2 * dof + 7 + WRENCH
 
 
 @dataclass
@@ -192,7 +194,8 @@ class EmulatorLink:
         n = self.dof
         seq, t, dropped, bits, grip = int(row[0]), float(row[1]), int(row[3]), int(row[4]), float(row[5])
         q, qd = row[STATE_HEAD:STATE_HEAD + n], row[STATE_HEAD + n:STATE_HEAD + 2 * n]
-        tcp, quat = row[STATE_HEAD + 2 * n:STATE_HEAD + 2 * n + 3], row[STATE_HEAD + 2 * n + 3:]
+        tcp, quat = row[STATE_HEAD + 2 * n:STATE_HEAD + 2 * n + 3], row[STATE_HEAD + 2 * n + 3:-WRENCH]
+        wrench = row[-WRENCH:]
         finite = bool(np.all(np.isfinite(row)))
         faults = []
         if seq >= self._clean_from:  # a state measured before the last clear carries old news
@@ -204,7 +207,7 @@ class EmulatorLink:
             lost = dropped - self._dropped_seen
             faults.append(self._latch(FaultKind.COMMS, f"{lost} state packet(s) lost before seq {seq}", t))
             self._dropped_seen = dropped
-        state = RobotState(seq, t, q, qd, tcp, quat, grip, tuple(faults))
+        state = RobotState(seq, t, q, qd, tcp, quat, grip, tuple(faults), wrench)
         if finite:
             self.newest = state
         return state
@@ -341,12 +344,16 @@ class _Child:
         self.world = PuzzleWorld(spec, WorldConfig(robot=config.robot, cameras=cams))
         self.model, self.data, self.arm = self.world.model, self.world.data, self.world.arm
         # Independent streams: the drawn gap never depends on how many commands or frames came.
-        draw_seq, noise_seq, lat_seq, cam_seq = np.random.SeedSequence(config.seed).spawn(4)
+        # A fifth stream for the wrench noise: spawn(5)'s first four are spawn(4)'s, so adding the
+        # sensor left every other stream (and each seed's episode) as it was.
+        draw_seq, noise_seq, lat_seq, cam_seq, wrench_seq = np.random.SeedSequence(config.seed).spawn(5)
         self.drawn = draw_gap(self.world, self.gap_cfg, np.random.default_rng(draw_seq))
         self.world.reset()
         self.rng_noise = np.random.default_rng(noise_seq)
         self.rng_latency = np.random.default_rng(lat_seq)
         self.rng_cam = np.random.default_rng(cam_seq)
+        self.rng_wrench = np.random.default_rng(wrench_seq)
+        self.wrist = WristSensor(self.model, self.data, self.arm, config.robot)
         self.dof = len(self.arm.joint_names) if config.robot == "jaco" else 0
         if self.dof:
             from puzzlebot.sim.robots.jaco import ARM_JOINTS, PREFIX
@@ -403,6 +410,7 @@ class _Child:
             while self.data.time + dt <= target:  # never ahead of the wall: no state from the future
                 self._apply_due()
                 self.world.step()
+                self.wrist.accumulate()
                 t = self.data.time + 1e-9
                 if t >= next_state:
                     self._control_tick()
@@ -524,6 +532,7 @@ class _Child:
     def _publish_state(self) -> None:
         gap, rng, n = self.gap_cfg, self.rng_noise, self.dof
         self.seq += 1  # consumed even when the packet is lost: the reader sees the gap
+        wrench = self.wrist.take()  # the sensor's window moves on whether or not the packet arrives
         if self.disconnected:
             return
         if self.comms_drop > 0:
@@ -536,9 +545,11 @@ class _Child:
             q[:] = np.nan
             self.nan_next, self.sensor_latched = False, True
         pos, quat = self.arm.tcp_pose()
+        wrench[:3] += self.rng_wrench.normal(0.0, gap.wrench_force_noise, 3)
+        wrench[3:] += self.rng_wrench.normal(0.0, gap.wrench_torque_noise, 3)
         bits = PROTECTIVE_BIT * self.protective + SENSOR_BIT * self.sensor_latched
         row = np.concatenate([[self.seq, self.t0 + self.data.time, time.monotonic(), self.stats["states_dropped"],
-                               bits, self.arm.grip()], q, qd, pos, quat])
+                               bits, self.arm.grip()], q, qd, pos, quat, wrench])
         with self.buf.state_lock:
             self.states[self.written % RING] = row
             self.written += 1
@@ -596,6 +607,72 @@ class _Child:
             realised["latency"] = {"mean": float(lat.mean()), "std": float(lat.std()), "min": float(lat.min()),
                                    "max": float(lat.max())}
         return {"seed": self.cfg.seed, "config": asdict(self.gap_cfg), "drawn": self.drawn, "realised": realised}
+
+
+class WristSensor:
+    """A 6-axis force/torque sensor at the wrist flange, read from the contacts on the hand.
+
+    Why contacts: the environment touches the hand only through them, so their sum is the
+    external wrench on the hand, already tared (no weight, no inertia, no pull of the floating
+    gripper's mocap weld). Each physics step's sum is averaged over the control period, as a
+    real sensor's anti-alias filter does: a single step's contact force chatters.
+
+    Convention: force (N) then torque (N·m about the TCP), world frame, exerted ON the hand.
+    """
+
+    FLANGE = {"jaco": "jaco/hand/hand", "gripper": "gripper/palm"}
+    """Per robot, the body bolted to the sensor: it and every body below it are sensed."""
+
+    def __init__(self, model: Any, data: Any, arm: Any, robot: str):
+        import mujoco
+
+        self.model, self.data, self.arm = model, data, arm
+        self._contact_force = mujoco.mj_contactForce
+        flange = model.body(self.FLANGE[robot]).id
+        # MuJoCo numbers bodies depth first (a parent before its children): one pass marks the subtree.
+        distal = np.zeros(model.nbody, dtype=bool)
+        for body in range(model.nbody):
+            distal[body] = body == flange or (body > 0 and distal[model.body_parentid[body]])
+        self.robot_geom = np.zeros(model.ngeom, dtype=bool)
+        self.robot_geom[arm.geom_ids()] = True
+        self.sensed_geom = self.robot_geom & distal[model.geom_bodyid]
+        """The hand's geoms; the arm's links beyond the flange (a Jaco's forearm) are not sensed."""
+        self._sum, self._steps = np.zeros(WRENCH), 0
+
+    def accumulate(self) -> None:
+        """Add the contact wrench of the step just taken (contacts and forces are that step's)."""
+        self._steps += 1
+        ncon = self.data.ncon
+        if ncon == 0:
+            return
+        contact = self.data.contact
+        geom = contact.geom[:ncon]
+        sensed, robot = self.sensed_geom[geom], self.robot_geom[geom]
+        # Exactly one side is the robot's, and that side is on the hand; excluded contacts carry no force.
+        hit = ((sensed[:, 0] & ~robot[:, 1]) | (sensed[:, 1] & ~robot[:, 0])) & (contact.efc_address[:ncon] >= 0)
+        if not hit.any():
+            return
+        rows = np.flatnonzero(hit)
+        local = np.empty((rows.size, 6))
+        for row, i in zip(local, rows, strict=True):
+            self._contact_force(self.model, self.data, int(i), row)
+        # Rows of each contact frame are its axes (normal first, from geom 1 to geom 2), and the
+        # contact-frame wrench is the one geom 1 exerts on geom 2: the hand as geom 1 feels its negative.
+        frames = contact.frame[rows].reshape(-1, 3, 3)
+        sign = np.where(sensed[rows, 0], -1.0, 1.0)[:, None]
+        force = sign * np.einsum("kij,ki->kj", frames, local[:, :3])
+        torque = sign * np.einsum("kij,ki->kj", frames, local[:, 3:])  # torsional/rolling friction (condim > 3)
+        # Sum of lever x force about the TCP, from the 3x3 sum of outer products (np.cross is slow on tiny arrays).
+        outer = (contact.pos[rows] - self.arm.tcp_pose()[0]).T @ force
+        self._sum[:3] += force.sum(axis=0)
+        self._sum[3:] += torque.sum(axis=0) + (outer[1, 2] - outer[2, 1], outer[2, 0] - outer[0, 2],
+                                               outer[0, 1] - outer[1, 0])
+
+    def take(self) -> np.ndarray:
+        """The mean wrench since the last take (zero before any step); starts the next window."""
+        mean = self._sum / self._steps if self._steps else np.zeros(WRENCH)
+        self._sum, self._steps = np.zeros(WRENCH), 0
+        return mean
 
 
 def draw_gap(world: Any, gap: GapConfig, rng: np.random.Generator) -> dict[str, Any]:

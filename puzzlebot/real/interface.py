@@ -4,6 +4,8 @@ Keys and units match the simulated env (`puzzlebot.sim.env`), so a policy moves 
 simulation, the emulator and hardware unchanged: joint positions in rad, TCP position in m
 (world frame of the puzzle table), TCP orientation as a wxyz quaternion, grip closure in
 [0, 1] (0 open). Timestamps are `time.monotonic()` seconds of the process that reads them.
+A wrist force/torque sensor, where an arm has one (the sim env has none), reads N and N·m in
+the same world frame.
 
 Backends are thin: they never clip, check or retry. Everything they are sent has passed the
 `SafetyLayer` (`puzzlebot.real.safety`); the `Driver` (`puzzlebot.real.driver`) owns both.
@@ -62,6 +64,7 @@ class Capabilities:
     control_modes: tuple[ControlMode, ...] = (ControlMode.JOINT,)
     control_hz: float = 25.0  # the rate the backend expects commands at
     has_gripper: bool = True
+    has_wrench: bool = False  # a wrist force/torque sensor fills `RobotState.wrench`
 
     @property
     def dof(self) -> int:
@@ -80,6 +83,10 @@ class RobotState:
     tcp_quaternion: np.ndarray
     grip: float
     faults: tuple[Fault, ...] = ()
+    wrench: np.ndarray | None = None
+    """Wrist force/torque sensor (when `Capabilities.has_wrench`), shape (6,): force (N, xyz) then
+    torque (N·m, xyz, about the TCP), world frame, exerted by the environment ON the hand; tared
+    (the hand's own weight and inertia are not in it). None for an arm without one."""
 
     def proprio(self) -> np.ndarray:
         """The env's "proprio" observation: TCP pos (3), quat (4), grip (1), joint pos, joint vel."""

@@ -227,7 +227,7 @@ class EpisodeWriter:
 
     Records (one JSON object per line, field ``type``):
         meta: ``schema``, ``t`` (monotonic), ``wall_time``, ``config``, ``capabilities``.
-        state: every `RobotState` field (faults as fault dicts).
+        state: every `RobotState` field (faults as fault dicts); ``wrench`` only when measured.
         command: ``t``, ``origin`` ("agent", or the driver's own, e.g. "watchdog"), ``raw`` and
             ``sent`` (each a command dict with its own ``t``, or null), ``rejected`` (the reason
             or null), ``changes`` (what the safety layer changed) and ``report`` (the full report).
@@ -276,9 +276,11 @@ class EpisodeWriter:
     # -- the Recorder protocol
 
     def log_state(self, state: RobotState) -> None:
-        """Record one measurement of the arm."""
+        """Record one measurement of the arm (its wrench only when it has one: older logs read alike)."""
         d = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
         d["faults"] = [encode_fault(f) for f in state.faults]
+        if state.wrench is None:
+            del d["wrench"]
         self._write({"type": "state", **d})
 
     def log_command(self, raw: Command, report: Any) -> None:

@@ -51,13 +51,16 @@ def decode_fault(d: Mapping[str, Any]) -> Fault:
 
 
 def decode_state(d: Mapping[str, Any]) -> RobotState:
+    """A state record back; no ``wrench`` key (an arm without the sensor, an older log) gives None."""
+    wrench = d.get("wrench")
     return RobotState(
         seq=int(d["seq"]), t=float(d["t"]),
         joint_positions=np.asarray(d["joint_positions"], dtype=float),
         joint_velocities=np.asarray(d["joint_velocities"], dtype=float),
         tcp_position=np.asarray(d["tcp_position"], dtype=float),
         tcp_quaternion=np.asarray(d["tcp_quaternion"], dtype=float),
-        grip=float(d["grip"]), faults=tuple(decode_fault(f) for f in d["faults"]))
+        grip=float(d["grip"]), faults=tuple(decode_fault(f) for f in d["faults"]),
+        wrench=None if wrench is None else np.asarray(wrench, dtype=float))
 
 
 def decode_capabilities(d: Mapping[str, Any]) -> Capabilities:
@@ -67,7 +70,8 @@ def decode_capabilities(d: Mapping[str, Any]) -> Capabilities:
         max_joint_velocity=np.asarray(d["max_joint_velocity"], dtype=float),
         max_joint_acceleration=np.asarray(d["max_joint_acceleration"], dtype=float),
         control_modes=tuple(ControlMode(m) for m in d["control_modes"]),
-        control_hz=float(d["control_hz"]), has_gripper=bool(d["has_gripper"]))
+        control_hz=float(d["control_hz"]), has_gripper=bool(d["has_gripper"]),
+        has_wrench=bool(d.get("has_wrench", False)))  # absent from logs written before the sensor
 
 
 # --------------------------------------------------------------------------- reader
