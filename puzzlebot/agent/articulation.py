@@ -110,10 +110,52 @@ def _fit_revolute(positions: np.ndarray, rotations: Rotation):
             {"axis": axis, "origin": c, "coords": thetas})
 
 
+def _fit_fixed_path(positions: np.ndarray, _):
+    return {"pos": positions - positions.mean(axis=0), "rot": np.zeros(len(positions))}, {}
+
+
+def _fit_prismatic_path(positions: np.ndarray, _):
+    residuals, params = _fit_prismatic(positions, Rotation.identity(len(positions)))
+    return {"pos": residuals["pos"], "rot": np.zeros(len(positions))}, params
+
+
+def _fit_revolute_path(positions: np.ndarray, _):
+    """A circular arc: its plane by SVD, its centre by an algebraic (Kasa) circle fit in the plane."""
+    mean = positions.mean(axis=0)
+    _, sing, vt = np.linalg.svd(positions - mean)
+    if sing[1] < 1e-9:
+        raise np.linalg.LinAlgError("a straight path: no arc")
+    e1, e2, normal = vt[0], vt[1], vt[2]
+    xy = np.column_stack([(positions - mean) @ e1, (positions - mean) @ e2])
+    design = np.column_stack([2 * xy, np.ones(len(xy))])
+    (a, b, c), *_ = np.linalg.lstsq(design, (xy**2).sum(axis=1), rcond=None)
+    radius = np.sqrt(max(c + a * a + b * b, 0.0))
+    center = mean + a * e1 + b * e2
+    angles = np.unwrap(np.arctan2(xy[:, 1] - b, xy[:, 0] - a))
+    thetas = angles - angles[0]
+    axis = normal  # right-handed with (e1, e2): positive rotation turns e1 towards e2
+    if thetas[np.argmax(np.abs(thetas))] < 0:
+        axis, thetas = -axis, -thetas
+    start = positions[0] - center
+    start -= (start @ axis) * axis
+    start *= radius / max(np.linalg.norm(start), 1e-12)
+    predicted = np.array([center + Rotation.from_rotvec(axis * t).as_matrix() @ start for t in thetas])
+    return ({"pos": positions - predicted, "rot": np.zeros(len(positions))},
+            {"axis": axis, "origin": center, "coords": thetas})
+
+
 _FITS = {"fixed": _fit_fixed, "prismatic": _fit_prismatic, "revolute": _fit_revolute}
+# Positions alone (the path of a grasped handle, whose orientation the fingers do not hold):
+# a point, a line, or a circular arc.
+_PATH_FITS = {"fixed": _fit_fixed_path, "prismatic": _fit_prismatic_path, "revolute": _fit_revolute_path}
+_PATH_PARAMS = {"fixed": 3, "prismatic": 5, "revolute": 6}
+# Without orientations a coordinate fitted to noise buys a whole position dimension's chi2
+# (~1 per pose on average, more on unlucky draws): twice that keeps a still path still.
+_PATH_LATENT_PENALTY = 2.0
 
 
-def _bic(residuals: dict[str, np.ndarray], noise: NoiseModel, n: int, kind: str) -> float:
+def _bic(residuals: dict[str, np.ndarray], noise: NoiseModel, n: int, kind: str,
+         params: dict[str, int] = _PARAMS, latent_penalty: float = LATENT_PENALTY) -> float:
     """-2 log-likelihood under Gaussian noise + a penalty: k log n for the model's global
     parameters, and LATENT_PENALTY for each observation's joint coordinate, which a moving
     model spends on every pose. A coordinate fitted to pure noise absorbs one of the three
@@ -121,16 +163,17 @@ def _bic(residuals: dict[str, np.ndarray], noise: NoiseModel, n: int, kind: str)
     still part fixed while any motion well above the noise is still found."""
     chi2 = np.sum(residuals["pos"] ** 2) / noise.position**2 + np.sum(residuals["rot"] ** 2) / noise.rotation**2
     latent = 0 if kind == "fixed" else n
-    return float(chi2 + _PARAMS[kind] * np.log(max(n, 2)) + LATENT_PENALTY * latent)
+    return float(chi2 + params[kind] * np.log(max(n, 2)) + latent_penalty * latent)
 
 
-def infer_articulation(positions: np.ndarray, quaternions: np.ndarray, noise: NoiseModel = NoiseModel(),
+def infer_articulation(positions: np.ndarray, quaternions: np.ndarray | None, noise: NoiseModel = NoiseModel(),
                        bootstrap: int = 30, seed: int = 0) -> Articulation:
     """Select and fit the articulation model of one part from its poses in the base frame.
 
     Args:
         positions: (n, 3) part positions relative to the base, m, in time order.
-        quaternions: (n, 4) wxyz orientations relative to the base.
+        quaternions: (n, 4) wxyz orientations relative to the base; None for a path of points
+            alone (a grasped handle's path: a line or a circular arc).
         noise: the tracker's expected noise, which sets how much motion counts as motion.
         bootstrap: resamples used for the parameters' uncertainty.
         seed: of the bootstrap resampling.
@@ -138,15 +181,17 @@ def infer_articulation(positions: np.ndarray, quaternions: np.ndarray, noise: No
     positions = np.asarray(positions, dtype=float)
     if len(positions) < 3:
         raise ValueError(f"need at least 3 poses to infer an articulation, got {len(positions)}")
-    rotations = _rotvecs(quaternions)
+    rotations = None if quaternions is None else _rotvecs(quaternions)
+    fitters, counts, penalty = ((_FITS, _PARAMS, LATENT_PENALTY) if rotations is not None
+                                else (_PATH_FITS, _PATH_PARAMS, _PATH_LATENT_PENALTY))
     n = len(positions)
     scores, fits = {}, {}
-    for kind, fit in _FITS.items():
+    for kind, fit in fitters.items():
         try:
             residuals, params = fit(positions, rotations)
         except np.linalg.LinAlgError:
             continue
-        scores[kind] = _bic(residuals, noise, n, kind)
+        scores[kind] = _bic(residuals, noise, n, kind, counts, penalty)
         fits[kind] = (residuals, params)
     kind = min(scores, key=scores.get)
     residuals, params = fits[kind]
@@ -163,16 +208,17 @@ def infer_articulation(positions: np.ndarray, quaternions: np.ndarray, noise: No
     return result
 
 
-def _bootstrap(result: Articulation, positions: np.ndarray, rotations: Rotation, count: int, seed: int) -> None:
+def _bootstrap(result: Articulation, positions: np.ndarray, rotations: Rotation | None, count: int,
+               seed: int) -> None:
     """Spread of the axis (and axis point) over resampled observations."""
     rng = np.random.default_rng(seed)
-    fit = _FITS[result.kind]
+    fit = (_FITS if rotations is not None else _PATH_FITS)[result.kind]
     angles, offsets = [], []
     n = len(positions)
     for _ in range(count):
         idx = np.sort(rng.integers(0, n, n))
         try:
-            _, params = fit(positions[idx], rotations[idx])
+            _, params = fit(positions[idx], None if rotations is None else rotations[idx])
         except np.linalg.LinAlgError:
             continue
         cos = abs(float(params["axis"] @ result.axis))

@@ -121,3 +121,26 @@ def test_from_camera_images_to_a_prismatic_drawer():
         assert still.kind == "fixed"  # the bolt was not moved while the drawer was
     finally:
         scene.close()
+
+
+def test_a_grasped_handles_path_alone_gives_line_arc_or_still() -> None:
+    """Positions only (a grasped handle turns in the fingers, so its orientation says nothing)."""
+    rng = np.random.default_rng(3)
+    noise = NoiseModel(position=0.001)
+    theta = np.linspace(0.0, 1.4, 200)
+    center, axis = np.array([0.1, 0.2, 0.05]), np.array([0.0, 0.0, 1.0])
+    arc = center + 0.12 * np.column_stack([np.cos(theta), np.sin(theta), np.zeros_like(theta)])
+    door = infer_articulation(arc + rng.normal(0, 0.001, arc.shape), None, noise)
+    assert door.kind == "revolute"
+    assert np.degrees(np.arccos(door.axis @ axis)) < 2.0  # opening direction gives the sign
+    offset = door.origin - center
+    assert np.linalg.norm(offset - (offset @ axis) * axis) < 0.003
+    assert abs(door.observed_range[1] - 1.4) < 0.03
+    direction = np.array([0.6, 0.8, 0.0])
+    line = np.outer(np.linspace(0.0, 0.12, 150), direction)
+    drawer = infer_articulation(line + rng.normal(0, 0.001, line.shape), None, noise)
+    assert drawer.kind == "prismatic"
+    assert np.degrees(np.arccos(drawer.axis @ direction)) < 1.0
+    for seed in range(10):
+        still = np.random.default_rng(seed).normal(0, 0.001, (60, 3))
+        assert infer_articulation(still, None, noise).kind == "fixed"
