@@ -135,7 +135,7 @@ def test_a_grasped_handles_path_alone_gives_line_arc_or_still() -> None:
     assert np.degrees(np.arccos(door.axis @ axis)) < 2.0  # opening direction gives the sign
     offset = door.origin - center
     assert np.linalg.norm(offset - (offset @ axis) * axis) < 0.003
-    assert abs(door.observed_range[1] - 1.4) < 0.03
+    assert abs(door.observed_range[1] - 1.4) < 0.06  # extremes of noisy angles (8 mrad each)
     direction = np.array([0.6, 0.8, 0.0])
     line = np.outer(np.linspace(0.0, 0.12, 150), direction)
     drawer = infer_articulation(line + rng.normal(0, 0.001, line.shape), None, noise)
