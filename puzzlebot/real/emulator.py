@@ -15,6 +15,15 @@ with `episode_gap()` after `disconnect()`.
         emu.send(Command(ControlMode.JOINT, state.joint_positions + 0.05, t=state.t))
         frame = front.read_latest(max_age=0.2)  # StaleFrameError if older
     gap = emu.episode_gap()                     # what this episode faced
+
+Pacing: `realtime=True` paces physics to the wall clock, as hardware would be. `realtime=False,
+lockstep=True` steps the world with the agent instead, one control period per command, faster
+than real time and deterministic for a seed; time is then the emulator's (`clock()`), which is
+what a `Driver` must be given:
+
+    emu = EmulatorBackend(EmulatorConfig(puzzle=..., realtime=False, lockstep=True))
+    with Driver(emu, clock=emu.clock) as driver:  # ages and the watchdog in simulation time
+        ...
 """
 
 from __future__ import annotations
@@ -145,11 +154,22 @@ class EmulatorConfig:
     realtime: bool = True
     """Pace physics to the wall clock. False runs as fast as it can; timestamps are then the
     emulator's own clock (t0 + simulation time) and latency counts from a command's arrival."""
+    lockstep: bool = False
+    """Step the world with the agent (needs `realtime=False`): physics advances exactly one control
+    period per command and publishes that period's state (and any frame due in it), so the agent's
+    read -> send -> read loop is closed-loop control in simulation time, faster than real time and,
+    for a seed and a command sequence, bit for bit repeatable. Why: free-running physics ignores the
+    agent, and real time makes hundreds of probes take hours. A blocking read with no command in
+    flight advances one period holding the last target (waiting is time passing). Latency, noise
+    and every fault keep working, measured in simulation time; pass `clock=backend.clock` to a
+    `Driver` so state ages and its watchdog are too."""
     ready_timeout: float = 60.0
     """Seconds `connect()` waits for the child to build its world."""
     link_timeout: float = 0.25
     """Silence after which the link counts as lost (DISCONNECTED), s (chosen here: 25 states at
-    100 Hz, longer than the child's longest render stall)."""
+    100 Hz, longer than the child's longest render stall). In lockstep silence is normal while the
+    agent thinks: the link is lost only when the child dies or a command's period does not complete
+    within max(link_timeout, 2 s) of wall time (`emulator_process.LOCKSTEP_TIMEOUT`)."""
 
     def __post_init__(self) -> None:
         if self.robot not in ("jaco", "gripper"):
@@ -164,6 +184,9 @@ class EmulatorConfig:
             raise ValueError(f"EmulatorConfig.image_size: {self.image_size} must be (height, width) >= 8")
         if not self.link_timeout > 1.0 / self.control_hz:
             raise ValueError(f"EmulatorConfig.link_timeout: {self.link_timeout} must exceed one state period")
+        if self.lockstep and self.realtime:
+            raise ValueError("EmulatorConfig.lockstep: True needs realtime=False (lockstep paces physics to "
+                             "the agent's commands, realtime to the wall clock)")
 
 
 class EmulatorBackend(RobotBackend):
@@ -181,6 +204,7 @@ class EmulatorBackend(RobotBackend):
         self._finalizer: weakref.finalize | None = None
         self._gap: dict[str, Any] | None = None
         self._ended = ""  # why the last process ended without reporting its gap
+        self._last_t: float | None = None  # the emulator's clock when its last world ended
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -211,6 +235,7 @@ class EmulatorBackend(RobotBackend):
         link, self._link = self._link, None
         if link is None:
             return
+        self._last_t = link.latest_t if link.latest_t is not None else self._last_t
         try:
             self._gap = link.shutdown()
             if self._gap is None:
@@ -245,9 +270,27 @@ class EmulatorBackend(RobotBackend):
                                                        if self._ended else "no episode has run"))
         return self._gap
 
+    def clock(self) -> float:
+        """The time states and frames are stamped in, s: `time.monotonic()` when paced to the wall,
+        else the emulator's own (t0 + simulation time of the newest state; frozen after disconnect).
+
+        Raises:
+            NotConnectedError: unpaced and no world has run yet (its clock starts at `connect()`).
+        """
+        if self.config.realtime:
+            return time.monotonic()
+        if self._link is not None:
+            self._last_t = self._link.now()
+        if self._last_t is None:
+            raise NotConnectedError("the emulator's clock starts at connect(): no state yet")
+        return self._last_t
+
     # ------------------------------------------------------------------ arm
     def read_state(self) -> RobotState:
-        """The newest measurement; blocks (up to `link_timeout`) until one newer than the last read."""
+        """The newest measurement; blocks (up to `link_timeout`) until one newer than the last read.
+
+        In lockstep it waits for the period of the command in flight, or grants one if none is.
+        """
         states = self.read_new_states(block=True)
         return states[-1]
 
@@ -255,7 +298,8 @@ class EmulatorBackend(RobotBackend):
         """Every measurement since the last read, oldest first (a recorder wants them all).
 
         Args:
-            block: wait up to `link_timeout` for at least one; a silent link then counts as lost.
+            block: wait up to `link_timeout` for at least one; a silent link then counts as lost
+                (lockstep: see `EmulatorConfig.lockstep` and `link_timeout`).
 
         Raises:
             NotConnectedError: not connected, the link was lost, or the child died.
@@ -267,7 +311,11 @@ class EmulatorBackend(RobotBackend):
         return states
 
     def send(self, command: Command) -> None:
-        """Forward a command; it takes effect after its drawn latency (stamped here, at sending)."""
+        """Forward a command; it takes effect after its drawn latency (stamped here, at sending).
+
+        In lockstep each command advances the world by one control period (latency counted from
+        that period's start), which ends in one new state.
+        """
         if command.mode not in self._caps.control_modes:
             raise ValueError(f"{self._caps.name} takes {[m.value for m in self._caps.control_modes]} commands, "
                              f"not {command.mode.value}")
@@ -359,7 +407,8 @@ class EmulatorCamera(CameraBackend):
         return self._intrinsics
 
     def read_latest(self, max_age: float) -> Frame:
-        """The newest frame if at most `max_age` s old; an old or re-sent frame raises StaleFrameError."""
+        """The newest frame if at most `max_age` s old by the emulator's `clock()` (simulation time
+        when unpaced); an old or re-sent frame raises StaleFrameError."""
         link = self._backend._link
         if not self._connected or link is None:
             raise NotConnectedError(f"camera {self.name!r} is not connected")
@@ -367,7 +416,7 @@ class EmulatorCamera(CameraBackend):
             raise NotConnectedError(f"camera {self.name!r}: the emulator process died ({link.death_reason()})")
         seq, t, dropped, image = link.frame(self.name)
         self.dropped_frames = dropped - self._dropped0
-        age = time.monotonic() - t
+        age = self._backend.clock() - t
         if age > max_age:
             raise StaleFrameError(f"camera {self.name!r}: newest frame (seq {seq}) is {age:.3f} s old, "
                                   f"max_age {max_age:.3f} s")

@@ -362,3 +362,18 @@ def test_floating_gripper_in_ee_mode() -> None:
         state = backend.read_state()
         assert np.linalg.norm(state.tcp_position - goal) < 0.005
         assert state.grip > 0.5
+
+
+def test_clock_is_the_wall_when_paced_and_the_emulators_own_when_not(emu: EmulatorBackend) -> None:
+    before = time.monotonic()
+    assert before <= emu.clock() <= time.monotonic()  # realtime: the wall clock states are stamped in
+    unpaced = EmulatorBackend(EmulatorConfig(puzzle=PUZZLE, seed=9, cameras=(), realtime=False))
+    with pytest.raises(NotConnectedError, match="clock starts"):
+        unpaced.clock()
+    with unpaced:
+        state = unpaced.read_state()
+        assert unpaced.clock() >= state.t  # free-running: the newest state's time, never behind a read one
+        newest = unpaced.read_new_states(block=True)[-1]
+        assert unpaced.clock() >= newest.t
+    final = unpaced.clock()
+    assert final >= newest.t and unpaced.clock() == final  # frozen once the world is gone
