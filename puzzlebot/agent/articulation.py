@@ -125,7 +125,8 @@ def _fit_revolute_path(positions: np.ndarray, _):
     _, sing, vt = np.linalg.svd(positions - mean)
     if sing[1] < 1e-9:
         raise np.linalg.LinAlgError("a straight path: no arc")
-    e1, e2, normal = vt[0], vt[1], vt[2]
+    e1, e2 = vt[0], vt[1]
+    normal = np.cross(e1, e2)  # not vt[2]: SVD's third vector may point either way
     xy = np.column_stack([(positions - mean) @ e1, (positions - mean) @ e2])
     design = np.column_stack([2 * xy, np.ones(len(xy))])
     (a, b, c), *_ = np.linalg.lstsq(design, (xy**2).sum(axis=1), rcond=None)

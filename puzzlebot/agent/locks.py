@@ -97,6 +97,9 @@ class LockBeliefs:
         self._onehot = (self._owner[None, :] == np.arange(len(self.parts))[:, None]).astype(float)  # (parts, hyp.)
         self._start = np.searchsorted(self._owner, np.arange(len(self.parts) + 1))
         self._logp = np.array(logp)
+        self.one_way: set[str] = set()
+        """Parts the robot cannot bring back once opened (a pressed button it cannot pull): never
+        chosen to close. Learned from a close the prober could not even attempt."""
 
     def _bits(self, parts: Iterable[str]) -> int:
         return sum(1 << self.index[p] for p in parts)
@@ -193,17 +196,34 @@ def next_probe(beliefs: LockBeliefs, displaced: frozenset[str], rng: np.random.G
     state = beliefs._bits(displaced)
     post = np.exp(beliefs._logp)
     q, cache = _move_probs(beliefs, post, state)
-    values = np.array([_action_value(beliefs, post, state, i, q, cache, horizon, discount)
-                       for i in range(len(beliefs.parts))])
+    values = np.array([-np.inf if part in displaced and part in beliefs.one_way
+                       else _action_value(beliefs, post, state, i, q, cache, horizon, discount)
+                       for i, part in enumerate(beliefs.parts)])
     best = np.flatnonzero(values >= values.max() - 1e-9)
     i = int(best[0] if rng is None else rng.choice(best))
     part = beliefs.parts[i]
     return Probe(part, CLOSE if part in displaced else OPEN)
 
 
+def nothing_to_learn(beliefs: LockBeliefs, displaced: frozenset[str], horizon: int = 2, eps: float = 1e-3) -> bool:
+    """Whether no feasible move (within `horizon` probes) is expected to tell anything more.
+
+    The second stopping rule, shared by every explorer: when parts the robot cannot bring back
+    are displaced, some hypotheses can no longer be told apart, and the graph may never reach
+    the confidence threshold; probing on would only repeat moves.
+    """
+    state = beliefs._bits(displaced)
+    post = np.exp(beliefs._logp)
+    q, cache = _move_probs(beliefs, post, state)
+    values = [_action_value(beliefs, post, state, i, q, cache, horizon, 0.9)
+              for i, part in enumerate(beliefs.parts) if not (part in displaced and part in beliefs.one_way)]
+    return not values or max(values) < eps
+
+
 def random_probe(rng: np.random.Generator, beliefs: LockBeliefs, displaced: frozenset[str]) -> Probe:
     """The baseline: a uniformly random feasible move (open a part in place, or close a displaced one)."""
-    part = beliefs.parts[int(rng.integers(len(beliefs.parts)))]
+    feasible = [p for p in beliefs.parts if not (p in displaced and p in beliefs.one_way)]
+    part = feasible[int(rng.integers(len(feasible)))]
     return Probe(part, CLOSE if part in displaced else OPEN)
 
 
@@ -245,10 +265,14 @@ class ExplorationResult:
     correct: bool | None
     """Whether `graph` equals the given truth (None without one)."""
     attempts: tuple[Attempt, ...]
+    exhausted: bool = False
+    """Whether it stopped because nothing more could be learned (`nothing_to_learn`)."""
 
 
-MoveOutcome = Callable[[str, str, frozenset[str]], bool]
-"""moves(part, direction, displaced) -> whether the part was seen to move (the world, or a robot)."""
+MoveOutcome = Callable[[str, str, frozenset[str]], bool | None]
+"""moves(part, direction, displaced) -> whether the part was seen to move (the world, or a robot);
+None when the move could not even be attempted (a close the robot cannot make: the part is then
+one-way; or a handle the hand could not take hold of)."""
 
 
 def simulate_exploration(moves: MoveOutcome, parts: Sequence[str], explorer: Explorer, rng: np.random.Generator,
@@ -272,10 +296,24 @@ def simulate_exploration(moves: MoveOutcome, parts: Sequence[str], explorer: Exp
     """
     beliefs = LockBeliefs(parts) if beliefs is None else beliefs
     displaced: frozenset[str] = frozenset()
+    exhausted = False
+    unreachable: dict[str, int] = {}
     attempts: list[Attempt] = []
     while not confident(beliefs, threshold) and len(attempts) < max_probes:
+        if beliefs.one_way and nothing_to_learn(beliefs, displaced):
+            exhausted = True  # what is left cannot be told apart any more (see `nothing_to_learn`)
+            break
         probe = explorer.choose(beliefs, displaced, rng)
-        attempt = Attempt(probe.part, displaced, moves(probe.part, probe.direction, displaced), probe.direction)
+        moved = moves(probe.part, probe.direction, displaced)
+        if moved is None:  # says nothing about locks
+            if probe.direction == CLOSE:
+                beliefs.one_way.add(probe.part)  # never try to bring it back again
+            else:
+                unreachable[probe.part] = unreachable.get(probe.part, 0) + 1
+                if unreachable[probe.part] >= 2:
+                    break  # a part the robot cannot even take hold of: stop rather than loop
+            continue
+        attempt = Attempt(probe.part, displaced, moved, probe.direction)
         beliefs.update(attempt)
         attempts.append(attempt)
         if attempt.moved:
@@ -283,7 +321,7 @@ def simulate_exploration(moves: MoveOutcome, parts: Sequence[str], explorer: Exp
     graph = beliefs.map_graph()
     return ExplorationResult(len(attempts), graph, confident(beliefs, threshold),
                        None if truth is None else graph == {p: frozenset(truth.get(p, ())) for p in parts},
-                       tuple(attempts))
+                       tuple(attempts), exhausted)
 
 
 def graph_moves(graph: dict[str, Iterable[str]]) -> MoveOutcome:

@@ -43,15 +43,22 @@ class ProbeConfig:
     # are compliant, so the hand alone travels a centimetre or two against a locked part)
     stall_ticks: int = 3  # consecutive control ticks over the force limit that end a motion
     max_travel: float = 0.20  # m of handle travel per probe at most
-    admittance: float = 4e-4  # m/(N s): how fast a grasping hand yields to sideways force
+    admittance: float = 1e-3  # m/(N s): how fast a grasping hand yields to sideways force
     rotational_admittance: float = 0.02  # rad/(N m s): how fast it turns with the torque
     clearance: float = 0.006  # m between a pushing fingertip and the handle before contact
     settle_s: float = 0.3  # s to close a grasp or let a part settle
     max_frame_age: float = 0.3  # s: older camera frames are not used
+    speed_step: float = 0.015  # m of travel between the follow's speed changes (slow, fast, slow, ...)
     view_s: float = 0.6  # s parked before judging a probe by the cameras (several frames)
     contact_force: float = 1.5  # N on the wrist that means the hand touches something (noise is ~0.3 N)
     push_contact_force: float = 0.4  # N, low-passed, along a push: touching (sensor noise 0.3 N per axis)
     slip_closure: float = 0.08  # closure jump that means the handle escaped the fingers
+
+
+    def speed_steps(self, travelled: float) -> float:
+        """Follow speed after `travelled` metres: alternating 1x and 2x, so friction and damping
+        (force at two speeds) and inertia (the steps) can be told apart."""
+        return self.follow_speed * (1.0 if int(travelled / self.speed_step) % 2 == 0 else 1.6)
 
 
 @dataclass
@@ -62,8 +69,10 @@ class Interaction:
     mode: str  # "grasp" | "push"
     direction: str  # "open" | "close"
     moved: bool
+    contact: str = ""  # how the motion that worked was made: "grasp", "press" or "side" (a side push)
+    attempted: bool = True  # False: no contact can make this move (pulling a pressed button back)
     tried: list[np.ndarray] = field(default_factory=list)  # candidate directions tried (world)
-    times: list[float] = field(default_factory=list)  # during the followed motion only
+    times: list[float] = field(default_factory=list)  # from the start of the motion that worked
     commanded: list[np.ndarray] = field(default_factory=list)  # (3,) TCP targets
     tcp_positions: list[np.ndarray] = field(default_factory=list)
     tcp_quaternions: list[np.ndarray] = field(default_factory=list)
@@ -114,6 +123,8 @@ class RobotIO:
             if frame.seq == self._last_seq.get(camera.name):
                 continue
             self._last_seq[camera.name] = frame.seq
+            if self.driver.recorder is not None and hasattr(self.driver.recorder, "log_frame"):
+                self.driver.recorder.log_frame(frame)  # each frame once, with the states around it
             observations += self.detectors[camera.name].detect_frame(frame)
         if not observations:
             return
@@ -163,6 +174,8 @@ class Prober:
         self.cmd_pos = io.state.tcp_position.copy()
         self.cmd_quat = io.state.tcp_quaternion.copy()
         self.grip = 0.0
+        self.left_at: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        """Per grasped part: handle point, approach and grip axis where the hand last let go of it."""
 
     # ------------------------------------------------------------------ motion
     def _tick(self) -> RobotState:
@@ -220,21 +233,35 @@ class Prober:
         return mat.reshape(3, 3)[:, 2]
 
     # ------------------------------------------------------------------ probes
-    def probe(self, part: str, direction: str = "open", hint: np.ndarray | None = None) -> Interaction:
+    def probe(self, part: str, direction: str = "open", hint: np.ndarray | None = None,
+              handle: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None) -> Interaction:
         """Try to move `part` away from (open) or back to (close) where it started.
 
         Args:
             part: a part on the marker sheet.
             direction: "open" or "close".
             hint: a direction (world) to try first, e.g. the reverse of the motion that opened it.
+            handle: the handle's point, approach and grip axis (world) if the caller knows them
+                better than the cameras (from the fitted joint); the tracked marker otherwise.
         """
         aff = self.io.sheet.affordances[part]
         if not self.io.seen_since(part, self.io.state.t - self.config.view_s):
             self.park()
             self.io.hold(self.config.view_s, grip=self.grip)
+        override = handle
         handle, approach, grip_axis = self.io.handle_world(part)
+        if override is not None:
+            handle, approach, grip_axis = override
+            grip_axis = grip_axis if grip_axis is not None else self.io.handle_world(part)[2]
         record = Interaction(part, aff.mode, direction, moved=False, handle_start=handle.copy())
         candidates = self._candidates(aff, approach, grip_axis, hint)
+        if direction == "close" and hint is not None:
+            candidates = candidates[:1]  # back the way it came, nothing else
+        if aff.mode == "push":  # a fingertip pushes; it cannot pull a handle towards the hand
+            candidates = [d for d in candidates if d @ approach > -0.7]
+        if not candidates:
+            record.attempted = False
+            return record
         if aff.mode == "grasp":
             self._grasp_probe(part, aff, handle, approach, grip_axis, candidates, record)
         else:
@@ -289,20 +316,28 @@ class Prober:
         self.wait(cfg.settle_s)
         held = self.io.state.grip  # closure on the bar: opening past it means the handle escaped
         if held > 1.0 - cfg.slip_closure:
-            return  # the fingers closed on nothing: the handle is not where the sheet says
+            record.attempted = False  # the fingers closed on nothing: the handle is not where we thought
+            return
         for d in candidates:
             record.tried.append(d)
             start = self.io.state.tcp_position.copy()
-            gave = self._comply(d, cfg.tug_distance, cfg.tug_speed, held, record=None)
+            _clear(record)  # keep only the motion of the direction that works, from rest
+            gave = self._comply(d, cfg.tug_distance, cfg.tug_speed, held, record=record, tug=True)
             if gave:
                 self._comply(d, cfg.max_travel, cfg.follow_speed, held, record=record, start=start)
-                record.moved = True
+                record.moved, record.contact = True, "grasp"
                 record.travel = float(np.linalg.norm(self.io.state.tcp_position - start))
+                mat = np.zeros(9)
+                mujoco.mju_quat2Mat(mat, self.io.state.tcp_quaternion)
+                mat = mat.reshape(3, 3)
+                self.left_at[part] = (self.io.state.tcp_position.copy(), mat[:, 2].copy(), mat[:, 1].copy())
                 break
             self.move_to(start, self.cmd_quat, cfg.tug_speed)  # back where the tug began
+        else:
+            _clear(record)
 
     def _comply(self, d: np.ndarray, distance: float, speed: float, held: float, record: Interaction | None,
-                start: np.ndarray | None = None) -> bool:
+                start: np.ndarray | None = None, tug: bool = False) -> bool:
         """Move the grasping hand along `d`, yielding to force across it; True if it travelled `distance`.
 
         The direction of travel follows the hand's measured motion, so a curved path is traced.
@@ -320,7 +355,9 @@ class Prober:
             wrench = np.zeros(6) if state.wrench is None else np.asarray(state.wrench, dtype=float)
             force, torque = wrench[:3], wrench[3:]
             across = force - (force @ tangent) * tangent
-            self.cmd_pos = self.cmd_pos + tangent * speed * self.period + cfg.admittance * across * self.period
+            pace = speed if tug else cfg.speed_steps(
+                float(np.linalg.norm(state.tcp_position - origin)))
+            self.cmd_pos = self.cmd_pos + tangent * pace * self.period + cfg.admittance * across * self.period
             # turn with the torque: the handle's rotation is the part's
             rot = cfg.rotational_admittance * torque * self.period
             mujoco.mju_quatIntegrate(self.cmd_quat, _world_to_local(self.cmd_quat, rot), 1.0)
@@ -341,7 +378,7 @@ class Prober:
                 break
             resisting = -(force @ tangent)
             over = over + 1 if resisting > cfg.force_limit else 0
-            if over >= cfg.stall_ticks or (record is None and resisting > cfg.tug_force):
+            if over >= cfg.stall_ticks or (tug and resisting > cfg.tug_force):
                 self.cmd_pos = state.tcp_position.copy()  # stop pushing into it
                 break
             if np.linalg.norm(state.tcp_position - origin) >= distance:
@@ -366,10 +403,13 @@ class Prober:
                 continue
             travel = self._servo_push(part, aff, d, record)
             record.moved = travel >= cfg.moved_threshold
+            record.contact = "press" if press else "side"
             self.move_to(self.cmd_pos - d * cfg.clearance * 2, self.cmd_quat, cfg.tug_speed)
             self.move_to(self.cmd_pos - approach * cfg.standoff, self.cmd_quat, cfg.free_speed)
             if record.moved:
                 break
+        else:
+            _clear(record)
 
     def _push_pose(self, aff: Affordance, handle: np.ndarray, approach: np.ndarray,
                    d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -396,8 +436,7 @@ class Prober:
         speed = cfg.tug_speed
         previous = io.state.tcp_position.copy()
         hand_start = previous.copy()
-        for series in (record.times, record.commanded, record.tcp_positions, record.tcp_quaternions, record.wrenches):
-            series.clear()  # keep the motion of the direction that worked only
+        _clear(record)  # keep only the motion of the direction that works
         for _ in range(int(np.ceil(cfg.max_travel / (cfg.tug_speed * self.period))) + 100):
             self.cmd_pos = self.cmd_pos + tangent * speed * self.period
             state = self._tick()
@@ -415,7 +454,7 @@ class Prober:
             now, _, _ = io.handle_world(part)
             travelled = max(float(np.linalg.norm(now - start)), in_contact)
             if travelled >= cfg.moved_threshold:
-                speed = cfg.follow_speed
+                speed = cfg.speed_steps(travelled)
             step = now - last_seen
             if np.linalg.norm(step) > 0.008:  # re-aim along the handle's own motion
                 tangent = 0.5 * tangent + 0.5 * step / np.linalg.norm(step)
@@ -432,6 +471,11 @@ class Prober:
             if travelled < cfg.moved_threshold and np.linalg.norm(state.tcp_position - hand_start) > 0.03:
                 break  # pushed 3 cm without the handle following: missed it, or it does not go this way
         return travelled
+
+
+def _clear(record: Interaction) -> None:
+    for series in (record.times, record.commanded, record.tcp_positions, record.tcp_quaternions, record.wrenches):
+        series.clear()
 
 
 def _world_to_local(quat: np.ndarray, omega: np.ndarray) -> np.ndarray:

@@ -143,3 +143,97 @@ def fit_joint(interaction: JointInteraction, initial: dict[str, float] | None = 
     covariance = sigma**2 * np.linalg.pinv(jac.T @ jac)
     return JointFit(values=dict(zip(PARAMS, np.exp(result.x).tolist(), strict=True)), log_mean=result.x,
                     log_covariance=covariance, rms_error=rms, evaluations=int(evaluations))
+
+
+# ---------------------------------------------------------------------- hand-driven motion
+#
+# A hand that holds or pushes a part moves it along a path of its own choosing (it is
+# position controlled): replaying the measured effort open-loop is then ill-posed (the part
+# moves only by the small excess of effort over friction, so the replay runs away or stalls).
+# Instead the candidate is driven through the measured path by a stiff coupling, like the
+# hand drove the real part, and the effort the coupling needs is compared with the effort the
+# wrist sensor measured.
+
+DRIVE_HZ = 15.0  # natural frequency of the coupling (well above the motion, well below 1/timestep)
+DRIVEN_BOUNDS = (1e-4, 1e3)  # search range of every parameter (x0.01 for hinges): far outside desktop parts
+
+
+@dataclass(frozen=True)
+class DrivenMotion:
+    """A part moved along its joint by the hand: the path and the effort the hand applied."""
+
+    kind: str  # "prismatic" | "revolute"
+    times: np.ndarray  # (n,) s from the start (the part at rest)
+    positions: np.ndarray  # (n,) joint coordinate, m or rad, from 0
+    efforts: np.ndarray  # (n,) N or N·m along the joint, measured
+    timestep: float = 0.002  # s, of the replay
+
+
+def simulate_driven(motion: DrivenMotion, params: dict[str, float]) -> np.ndarray:
+    """Effort a stiff coupling needs to drive `params`' joint through the path, at the sample times."""
+    model = _one_joint_model(motion.kind, motion.timestep, (-np.inf, np.inf), params)
+    data = mujoco.MjData(model)
+    inertia = params["inertia"]
+    omega = 2 * np.pi * DRIVE_HZ
+    kp, kd = inertia * omega**2, 2.0 * inertia * omega
+    grid = np.arange(0.0, motion.times[-1] + motion.timestep / 2, motion.timestep)
+    q_ref = np.interp(grid, motion.times, motion.positions)
+    v_ref = np.gradient(q_ref, motion.timestep)
+    efforts = np.empty(len(grid))
+    for k in range(len(grid)):
+        efforts[k] = kp * (q_ref[k] - data.qpos[0]) + kd * (v_ref[k] - data.qvel[0])
+        data.qfrc_applied[0] = efforts[k]
+        mujoco.mj_step(model, data)
+    return np.interp(motion.times, grid, efforts)
+
+
+def regress_dynamics(motion: DrivenMotion, smoothing_s: float = 0.1) -> dict[str, float]:
+    """Linear least squares of effort = friction·sign(v) + damping·v + inertia·a (a starting point).
+
+    Velocities and accelerations come from the path, smoothed over `smoothing_s`; values are
+    clipped to small positive numbers (a fit can come out negative on noisy data).
+    """
+    t, q = np.asarray(motion.times), np.asarray(motion.positions)
+    width = max(3, int(round(smoothing_s / max(np.median(np.diff(t)), 1e-6))) | 1)
+    kernel = np.ones(width) / width
+    q_s = np.convolve(np.pad(q, width // 2, mode="edge"), kernel, mode="valid")
+    v = np.gradient(q_s, t)
+    a = np.gradient(v, t)
+    moving = np.abs(v) > 0.2 * np.abs(v).max()
+    design = np.column_stack([np.sign(v), v, a])[moving]
+    coef, *_ = np.linalg.lstsq(design, np.asarray(motion.efforts)[moving], rcond=None)
+    scale = REVOLUTE_SCALE if motion.kind == "revolute" else 1.0
+    floors = (0.01 * scale, 0.01 * scale, 0.01 * scale)
+    return {name: float(max(c, f)) for name, c, f in zip(PARAMS, coef, floors, strict=True)}
+
+
+def fit_driven(motions: DrivenMotion | list[DrivenMotion], initial: dict[str, float] | None = None,
+               noise_std: float | None = None) -> JointFit:
+    """Least-squares fit of friction, damping and inertia to the measured effort; Laplace posterior.
+
+    Args:
+        motions: one or more paths of the same joint with their measured efforts (an opening and
+            a closing together tell friction from damping better than either alone).
+        initial: warm start (the previous fit); the linear regression's estimate otherwise.
+        noise_std: effort noise (N or N·m) for the posterior; the fit's residual if None.
+    """
+    motions = [motions] if isinstance(motions, DrivenMotion) else list(motions)
+    if not motions or len({m.kind for m in motions}) != 1:
+        raise ValueError(f"fit_driven needs motions of one joint kind, got {[m.kind for m in motions]}")
+    measured = np.concatenate([np.asarray(m.efforts, dtype=float) for m in motions])
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        params = dict(zip(PARAMS, np.exp(x), strict=True))
+        return np.concatenate([simulate_driven(m, params) for m in motions]) - measured
+
+    guess = initial or regress_dynamics(max(motions, key=lambda m: len(m.times)))
+    scale = REVOLUTE_SCALE if motions[0].kind == "revolute" else 1.0
+    low, high = np.log(DRIVEN_BOUNDS[0] * scale), np.log(DRIVEN_BOUNDS[1] * scale)
+    x0 = np.clip(np.log([guess[p] for p in PARAMS]), low + 1e-6, high - 1e-6)
+    result = least_squares(residuals, x0, bounds=(low, high), diff_step=1e-3, max_nfev=60,
+                           loss="soft_l1", f_scale=max(float(np.std(measured)) * 0.5, 1e-6))
+    rms = float(np.sqrt(np.mean(result.fun**2)))
+    sigma = noise_std if noise_std is not None else max(rms, 1e-9)
+    covariance = sigma**2 * np.linalg.pinv(result.jac.T @ result.jac)
+    return JointFit(values=dict(zip(PARAMS, np.exp(result.x).tolist(), strict=True)), log_mean=result.x,
+                    log_covariance=covariance, rms_error=rms, evaluations=int(result.nfev))

@@ -144,3 +144,23 @@ def test_a_grasped_handles_path_alone_gives_line_arc_or_still() -> None:
     for seed in range(10):
         still = np.random.default_rng(seed).normal(0, 0.001, (60, 3))
         assert infer_articulation(still, None, noise).kind == "fixed"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_arc_axis_sign_and_centre_in_any_plane(seed: int) -> None:
+    """Arcs in random planes: the fitted axis turns the path the way it went (SVD's third
+    vector has no handedness, so a sign slip here would put the centre on the wrong side)."""
+    rng = np.random.default_rng(seed)
+    axis = rng.normal(size=3)
+    axis /= np.linalg.norm(axis)
+    center = rng.uniform(-0.2, 0.2, 3)
+    radius = rng.uniform(0.05, 0.15)
+    start = np.cross(axis, rng.normal(size=3))
+    start = radius * start / np.linalg.norm(start)
+    angles = np.linspace(0.0, rng.uniform(0.6, 1.6), 120)
+    path = np.array([center + Rotation.from_rotvec(axis * a).as_matrix() @ start for a in angles])
+    fit = infer_articulation(path + rng.normal(0, 0.0005, path.shape), None, NoiseModel(position=0.001))
+    assert fit.kind == "revolute"
+    assert np.degrees(np.arccos(np.clip(fit.axis @ axis, -1, 1))) < 2.0
+    offset = fit.origin - center
+    assert np.linalg.norm(offset - (offset @ axis) * axis) < 0.003

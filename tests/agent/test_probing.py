@@ -1,4 +1,4 @@
-"""Probing parts of a real-time emulated lockbox through the driver, judged by ground truth.
+"""Probing parts of an emulated lockbox (lockstep) through the driver, judged by ground truth.
 
 The agent side sees only the marker sheet, camera frames and the arm's state (wrench
 included); the checks compare with the puzzle's true geometry and the true lock.
@@ -27,8 +27,8 @@ def test_locked_drawer_holds_until_its_bolt_is_slid() -> None:
     spec = load_spec(next(p for p in PUZZLES if p.stem == "bolt_drawer"))
     truth = PuzzleWorld(spec, WorldConfig(robot="gripper"))  # ground truth for the checks only
     emulator = EmulatorBackend(EmulatorConfig(puzzle=spec, robot="gripper", seed=5, cameras=CAMERAS,
-                                              image_size=(480, 640)))
-    with Driver(emulator, SafetyConfig()) as driver:
+                                              image_size=(480, 640), realtime=False, lockstep=True))
+    with Driver(emulator, SafetyConfig(), clock=emulator.clock) as driver:
         driver.activate()
         cameras = [emulator.camera(name) for name in CAMERAS]
         for camera in cameras:

@@ -1,0 +1,181 @@
+"""Model building on held-out generated lockboxes, through the emulator with a hidden gap.
+
+For every puzzle the agent explores twice in separate emulator episodes — choosing probes by
+expected information gain (active) and uniformly among the feasible moves (random, the
+baseline) — with the same prober, beliefs and stopping rule, then fits its model. Each
+fitted model is scored against the truth (the spec with the emulator's drawn gap, read only
+after the episode): joint types, axis and origin errors, friction/damping relative errors,
+lock-graph precision/recall, probes and compute time.
+
+Writes benchmarks/results/model_building.json, .md and .png (run folders with every fitted
+model and exploration log go under --runs).
+
+    python benchmarks/model_building.py            # depths 1-5, 2 seeds each
+    python benchmarks/model_building.py --quick    # one depth-1 lockbox, under a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.progress import Progress
+
+from puzzlebot.agent.affordances import marker_sheet
+from puzzlebot.agent.explorer import ExplorerConfig
+from puzzlebot.agent.scoring import graph_f1, score_model, true_joints, true_lock_graph
+from puzzlebot.agent.session import SessionConfig, run_session
+from puzzlebot.real.emulator import EmulatorBackend, EmulatorConfig
+from puzzlebot.sim.generator import GeneratorConfig, generate
+
+RESULTS = Path(__file__).resolve().parent / "results"
+HELD_OUT_SEED = 9000  # generator seeds from here on are used by no test
+
+
+def _depths(text: str) -> list[int]:
+    if "-" in text:
+        lo, hi = text.split("-")
+        return list(range(int(lo), int(hi) + 1))
+    return [int(v) for v in text.split(",")]
+
+
+def run_one(spec, strategy: str, seed: int, max_probes: int, runs: Path) -> dict[str, Any]:
+    emulator = EmulatorBackend(EmulatorConfig(puzzle=spec, robot="gripper", seed=seed, cameras=("closeup",),
+                                              image_size=(480, 640), realtime=False, lockstep=True))
+    config = SessionConfig(explorer=ExplorerConfig(strategy=strategy, max_probes=max_probes, seed=seed),
+                           record_episode=False)
+    result = run_session(emulator, marker_sheet(spec), runs / spec.name / strategy, config)
+    truth_graph = true_lock_graph(spec)
+    graph = graph_f1(result.exploration.result.graph, truth_graph)
+    rows = score_model(result.model, true_joints(spec, result.gap))
+    return {"puzzle": spec.name, "strategy": strategy, "parts": len(spec.parts),
+            "probes": result.exploration.probes, "lock_probes": result.exploration.lock_probes,
+            "confident": result.exploration.result.confident, "lock_graph": graph,
+            "robot_time_s": result.exploration.robot_time_s, "explore_wall_s": result.explore_wall_s,
+            "compute_s": result.fit_s + result.exploration.decide_s, "parts_scored": rows}
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    def med(values):
+        values = [v for v in values if np.isfinite(v)]
+        return float(np.median(values)) if values else float("nan")
+
+    def mean(values):
+        values = list(values)
+        return float(np.mean(values)) if values else float("nan")
+
+    active = [r for r in runs if r["strategy"] == "active"]
+    random_ = [r for r in runs if r["strategy"] == "random"]
+    parts = [p for r in active for p in r["parts_scored"]]
+    by_puzzle = {r["puzzle"]: r for r in random_}
+    ratios = [by_puzzle[r["puzzle"]]["probes"] / r["probes"] for r in active if r["puzzle"] in by_puzzle]
+    lock_ratios = [by_puzzle[r["puzzle"]]["lock_probes"] / max(r["lock_probes"], 1) for r in active
+                   if r["puzzle"] in by_puzzle]
+    return {
+        "joint_type_accuracy": mean(p["kind_correct"] for p in parts),
+        "axis_error_deg_median": med([p["axis_error_deg"] for p in parts]),
+        "origin_error_mm_median": med([p["origin_error_mm"] for p in parts]),
+        "friction_rel_error_median": med([p["friction_rel_error"] for p in parts]),
+        "damping_rel_error_median": med([p["damping_rel_error"] for p in parts]),
+        "inertia_rel_error_median": med([p["inertia_rel_error"] for p in parts]),
+        "lock_graph_f1": mean(r["lock_graph"]["f1"] for r in active),
+        "lock_graph_exact_rate": mean(r["lock_graph"]["exact"] for r in active),
+        "lock_graph_precision": mean(r["lock_graph"]["precision"] for r in active),
+        "lock_graph_recall": mean(r["lock_graph"]["recall"] for r in active),
+        "random_lock_graph_f1": mean(r["lock_graph"]["f1"] for r in random_),
+        "probes_active_median": med([r["probes"] for r in active]),
+        "probes_random_median": med([r["probes"] for r in random_]),
+        "probes_ratio_random_over_active": med(ratios),
+        "lock_probes_ratio_random_over_active": med(lock_ratios),
+        "random_hit_probe_cap": int(sum(not r["confident"] for r in random_)),
+        "active_hit_probe_cap": int(sum(not r["confident"] for r in active)),
+        "compute_s_median": med([r["compute_s"] for r in active]),
+        "robot_time_s_median": med([r["robot_time_s"] for r in active]),
+        "puzzles": len(active),
+        "parts": len(parts),
+    }
+
+
+def markdown(summary: dict[str, Any], runs: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    lines = ["# Model building through the emulator (hidden gap)", "",
+             f"{meta['puzzles']} held-out generated lockboxes (depths {meta['depths']}, {meta['seeds']} seed(s) each), "
+             f"floating gripper, closeup camera 480x640, lockstep emulator; {meta['machine']}.", "",
+             "| metric | value | target |", "|---|---|---|"]
+    targets = {"joint_type_accuracy": "1.0", "axis_error_deg_median": "< 2", "friction_rel_error_median": "< 0.15",
+               "damping_rel_error_median": "< 0.15", "lock_graph_f1": "1.0 (exact at depth <= 5)",
+               "probes_ratio_random_over_active": ">= 3"}
+    for key, value in summary.items():
+        shown = f"{value:.3f}" if isinstance(value, float) else str(value)
+        lines.append(f"| {key} | {shown} | {targets.get(key, '')} |")
+    lines += ["", "| puzzle | strategy | parts | probes (lock phase) | confident | graph F1 | kinds ok | "
+              "axis err deg (max) | robot s | wall s |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        errs = [p["axis_error_deg"] for p in r["parts_scored"] if np.isfinite(p["axis_error_deg"])] or [float("nan")]
+        kinds = sum(p["kind_correct"] for p in r["parts_scored"])
+        lines.append(f"| {r['puzzle']} | {r['strategy']} | {r['parts']} | {r['probes']} ({r['lock_probes']}) | "
+                     f"{r['confident']} | {r['lock_graph']['f1']:.2f} | {kinds}/{r['parts']} | "
+                     f"{max(errs):.2f} | {r['robot_time_s']:.0f} | {r['explore_wall_s']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(runs: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for strategy, colour in (("active", "tab:blue"), ("random", "tab:orange")):
+        rs = [r for r in runs if r["strategy"] == strategy]
+        ax1.scatter([r["parts"] for r in rs], [r["probes"] for r in rs], label=strategy, color=colour)
+    ax1.set_xlabel("parts")
+    ax1.set_ylabel("probes until the model was built")
+    ax1.legend()
+    errors = [p["axis_error_deg"] for r in runs if r["strategy"] == "active" for p in r["parts_scored"]
+              if np.isfinite(p["axis_error_deg"])]
+    ax2.hist(errors, bins=20)
+    ax2.set_xlabel("axis error (deg), active runs")
+    ax2.set_ylabel("parts")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--depths", default="1-5")
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--max-probes", type=int, default=80)
+    parser.add_argument("--quick", action="store_true", help="one depth-1 lockbox (a smoke run, under a minute)")
+    parser.add_argument("--runs", type=Path, default=Path("outputs/benchmarks/model_building"))
+    args = parser.parse_args()
+    depths, seeds = ([1], 1) if args.quick else (_depths(args.depths), args.seeds)
+    specs = [generate(GeneratorConfig(depth=d, seed=HELD_OUT_SEED + 100 * d + s)) for d in depths for s in range(seeds)]
+    runs: list[dict[str, Any]] = []
+    t0 = time.monotonic()
+    with Progress() as progress:
+        task = progress.add_task("model building", total=2 * len(specs))
+        for i, spec in enumerate(specs):
+            for strategy in ("active", "random"):
+                progress.update(task, description=f"{spec.name} ({len(spec.parts)} parts): {strategy}")
+                runs.append(run_one(spec, strategy, seed=i, max_probes=args.max_probes, runs=args.runs))
+                progress.advance(task)
+    summary = summarize(runs)
+    meta = {"puzzles": len(specs), "depths": f"{depths[0]}-{depths[-1]}", "seeds": seeds, "quick": args.quick,
+            "machine": f"{platform.processor() or platform.machine()}, {platform.system()}",
+            "wall_s": time.monotonic() - t0}
+    name = "model_building_quick" if args.quick else "model_building"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps({**summary, "meta": meta, "runs": runs}, indent=1))
+    (RESULTS / f"{name}.md").write_text(markdown(summary, runs, meta))
+    plot(runs, RESULTS / f"{name}.png")
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""Explore an unseen puzzle with the arm: probe parts until the lock graph is known.
+
+The loop is `locks.simulate_exploration`, the same one the logic-level tests run, with the
+arm as the world: each step asks the lock beliefs (`agent.locks`) which part to open or close next — by
+expected information gain (active) or uniformly among the feasible moves (random, the
+baseline) — performs it with the `Prober` through the driver, and feeds the outcome back.
+Everything the probes recorded is kept for model building (`agent.model_building`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from puzzlebot.agent.locks import (
+    CLOSE,
+    OPEN,
+    ActiveExplorer,
+    Attempt,
+    ExplorationResult,
+    LockBeliefs,
+    Probe,
+    RandomExplorer,
+    confident,
+    graph_moves,
+    simulate_exploration,
+)
+from puzzlebot.agent.model_building import part_articulation, track_pose
+from puzzlebot.agent.probing import Interaction, Prober
+from puzzlebot.sim.mechanisms import rotation
+
+STRATEGIES = ("active", "random")
+
+
+@dataclass(frozen=True)
+class ExplorerConfig:
+    strategy: str = "active"  # "active" (expected information gain) | "random" (the baseline)
+    max_probes: int = 60  # a random explorer may need many more than an active one: cap it
+    confidence: float = 0.95  # stop once the most probable lock graph is this likely
+    horizon: int = 3  # probes the active explorer plans ahead
+    slip: float = 0.05  # assumed probability that a probe's outcome misreports the lock state
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"ExplorerConfig.strategy: {self.strategy!r}; choose from {STRATEGIES}")
+        if self.max_probes < 1:
+            raise ValueError(f"ExplorerConfig.max_probes: {self.max_probes} must be >= 1")
+        if not 0.5 < self.confidence < 1.0:
+            raise ValueError(f"ExplorerConfig.confidence: {self.confidence} must be in (0.5, 1)")
+        if not 0.0 < self.slip < 0.5:
+            raise ValueError(f"ExplorerConfig.slip: {self.slip} must be in (0, 0.5)")
+
+
+@dataclass
+class Exploration:
+    """What an exploration did and concluded."""
+
+    beliefs: LockBeliefs
+    result: ExplorationResult
+    interactions: list[Interaction] = field(default_factory=list)
+    robot_time_s: float = 0.0  # on the arm's clock
+    decide_s: float = 0.0  # compute spent choosing probes
+    lock_probes: int = 0  # probes until the lock graph was confident (the rest opened unmoved parts)
+
+    @property
+    def probes(self) -> int:
+        return self.result.probes
+
+
+class _ArmMoves:
+    """The world's answer to a probe, found by probing with the arm (a `locks.MoveOutcome`)."""
+
+    def __init__(self, prober: Prober, on_probe: Callable[[Interaction], None] | None):
+        self.prober, self.on_probe = prober, on_probe
+        self.interactions: list[Interaction] = []
+        self.opened_along: dict[str, np.ndarray] = {}  # last direction that opened each part
+
+    def __call__(self, part: str, direction: str, displaced: frozenset[str]) -> bool | None:
+        hint, handle = self._closing_move(part) if direction == CLOSE else (None, None)
+        interaction = self.prober.probe(part, direction, hint=hint, handle=handle)
+        if not interaction.attempted:
+            return None
+        self.interactions.append(interaction)
+        if interaction.moved and direction == OPEN and len(interaction.tcp_positions) >= 2:
+            self.opened_along[part] = _final_direction(np.asarray(interaction.tcp_positions))
+        if self.on_probe is not None:
+            self.on_probe(interaction)
+        return interaction.moved
+
+
+    def _closing_move(self, part: str) -> tuple[np.ndarray | None, tuple | None]:
+        """How to bring a part back: the direction to push it and the handle's pose now.
+
+        From the joint fitted to the hand's path so far: the push follows the joint's tangent at
+        the point where the hand let go of the handle, and a grasp approaches the handle turned
+        as the part has turned (a door swung open shows its handle from the side). Without a
+        fit: back along the last opening motion, at the pose where the hand let go.
+        """
+        io = self.prober.io
+        fallback = (-self.opened_along[part] if part in self.opened_along else None), None
+        if part not in self.prober.left_at or io.T_world_base is None:
+            return fallback
+        articulation = part_articulation(part, self.interactions, io.tracker.tracks[part], io.T_world_base)
+        R, t = io.T_world_base[:3, :3], io.T_world_base[:3, 3]
+        track = io.tracker.tracks[part]
+        if articulation.kind == "fixed" or not track.times:
+            return fallback
+        rest = track_pose(track.positions[0], track.quaternions[0])
+        rest_point, approach, grip = io.sheet.affordances[part].in_world(io.T_world_base @ rest)
+        axis = R @ articulation.axis
+        # Where the last opening left it, on the fitted joint (the hand's last point may have
+        # slid off the handle as the part hit its stop).
+        reached = float(articulation.coordinates[-1])
+        if articulation.kind == "prismatic":
+            return -axis, (rest_point + axis * reached, approach, grip)
+        origin = R @ articulation.origin + t
+        turn = rotation(axis, reached)
+        point = origin + turn @ (rest_point - origin)
+        tangent = np.cross(axis, point - origin)
+        if np.linalg.norm(tangent) < 1e-6:
+            return fallback
+        grip = None if grip is None else turn @ grip
+        return -tangent / np.linalg.norm(tangent), (point, turn @ approach, grip)
+
+
+class _Timed:
+    """Wraps an explorer's `choose` to count the compute spent deciding."""
+
+    def __init__(self, explorer):
+        self.explorer, self.seconds = explorer, 0.0
+
+    def choose(self, beliefs, displaced, rng):
+        tic = time.perf_counter()
+        probe = self.explorer.choose(beliefs, displaced, rng)
+        self.seconds += time.perf_counter() - tic
+        return probe
+
+
+def explore(prober: Prober, parts: list[str], config: ExplorerConfig = ExplorerConfig(),
+            on_probe: Callable[[Interaction], None] | None = None) -> Exploration:
+    """Probe with the arm until the lock graph is confident, then open every part not yet opened.
+
+    The second phase is there because a lock graph can be certain before every part has moved
+    (a part that stays put until its blocker is slid says all the graph needs), but a joint
+    that never moved has no articulation or dynamics to fit. It plans with the most probable
+    lock graph, keeps updating the beliefs, and replans when an outcome surprises it.
+    """
+    chooser = _Timed(ActiveExplorer(horizon=config.horizon) if config.strategy == "active" else RandomExplorer())
+    beliefs = LockBeliefs(parts, slip=config.slip)
+    arm = _ArmMoves(prober, on_probe)
+    t0 = prober.io.state.t
+    result = simulate_exploration(arm, parts, chooser, np.random.default_rng(config.seed), config.max_probes,
+                                  beliefs=beliefs, threshold=config.confidence)
+    lock_probes = result.probes
+    attempts = list(result.attempts)
+    displaced = _displaced_after(attempts)
+    failures: dict[str, int] = {}
+    while len(attempts) < config.max_probes:
+        opened = {a.part for a in attempts if a.moved and a.direction == OPEN}
+        todo = [p for p in parts if p not in opened and failures.get(p, 0) < 2]
+        if not todo:
+            break
+        target = todo[0]
+        plan = plan_to_open(target, displaced, beliefs.map_graph(), one_way=frozenset(beliefs.one_way))
+        if plan is None:  # the believed graph cannot free it: give up on this part
+            failures[target] = 2
+            continue
+        for probe in plan:
+            moved = arm(probe.part, probe.direction, displaced)
+            if moved is None:  # a move it cannot make: replan without it
+                if probe.direction == CLOSE:
+                    beliefs.one_way.add(probe.part)
+                else:
+                    failures[probe.part] = failures.get(probe.part, 0) + 1
+                break
+            attempt = Attempt(probe.part, displaced, moved, probe.direction)
+            beliefs.update(attempt)
+            attempts.append(attempt)
+            if attempt.moved:
+                displaced = displaced ^ {probe.part}
+            elif probe.part == target:
+                failures[target] = failures.get(target, 0) + 1
+            if not attempt.moved or len(attempts) >= config.max_probes:
+                break  # a surprise (or the budget): replan from the new beliefs
+    result = ExplorationResult(len(attempts), beliefs.map_graph(), confident(beliefs, config.confidence), None,
+                               tuple(attempts), result.exhausted)
+    return Exploration(beliefs, result, arm.interactions, prober.io.state.t - t0, chooser.seconds, lock_probes)
+
+
+def _displaced_after(attempts: list[Attempt]) -> frozenset[str]:
+    displaced: frozenset[str] = frozenset()
+    for attempt in attempts:
+        if attempt.moved:
+            displaced = displaced ^ {attempt.part}
+    return displaced
+
+
+def plan_to_open(target: str, displaced: frozenset[str], graph: dict[str, frozenset[str]],
+                 one_way: frozenset[str] = frozenset(), max_states: int = 1 << 14) -> list[Probe] | None:
+    """Fewest probes from `displaced` that end by opening `target`, if `graph` is the truth (BFS)."""
+    moves = graph_moves(graph)
+    start = frozenset(displaced)
+    parents: dict[frozenset[str], tuple[frozenset[str], Probe] | None] = {start: None}
+    queue = deque([start])
+    while queue and len(parents) < max_states:
+        state = queue.popleft()
+        if target not in state and moves(target, OPEN, state):
+            plan = [Probe(target, OPEN)]
+            while parents[state] is not None:
+                state, probe = parents[state]
+                plan.append(probe)
+            return plan[::-1]
+        for part in graph:
+            if part == target:
+                continue
+            direction = CLOSE if part in state else OPEN
+            if direction == CLOSE and part in one_way:
+                continue
+            if moves(part, direction, state):
+                nxt = state ^ {part}
+                if nxt not in parents:
+                    parents[nxt] = (state, Probe(part, direction))
+                    queue.append(nxt)
+    return None
+
+
+def _final_direction(path: np.ndarray, span: float = 0.01) -> np.ndarray:
+    """Unit direction of the last `span` metres of a path (where a return push must start)."""
+    end = path[-1]
+    distances = np.linalg.norm(path - end, axis=1)
+    earlier = np.flatnonzero(distances >= span)
+    start = path[earlier[-1]] if len(earlier) else path[0]
+    step = end - start
+    norm = np.linalg.norm(step)
+    return step / norm if norm > 1e-9 else step

@@ -1,0 +1,170 @@
+"""From an exploration to a `FittedModel`: articulations, dynamics and the lock graph.
+
+Per part:
+- **Articulation.** A grasped or pressed handle moves with the hand, so the hand's measured
+  path (100 Hz, millimetre-accurate) is the handle's: a line or an arc, fitted from
+  positions alone (`infer_articulation(..., None)`). A part pushed from the side slides
+  along the fingers, so its own tracked marker poses (cameras) are used instead.
+- **Dynamics.** While the hand drives a part, the wrist sensor measures the force the part
+  pushes back with; projected on the fitted joint, that is the generalized effort, and the
+  hand's path gives the joint coordinate. `sysid.fit_driven` replays the hand's motion in
+  one-joint MuJoCo candidates, compares the effort each needs with the measured one, and
+  returns a posterior (warm-started from the previous model's fit).
+- **Locks.** The lock beliefs' marginal blocker probabilities.
+
+Frames: the tracker's base frame is base marker 0's; the hand's world poses are brought into
+it with the camera registration `RobotIO.T_world_base`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from puzzlebot.agent.affordances import MarkerSheet
+from puzzlebot.agent.articulation import Articulation, NoiseModel, infer_articulation
+from puzzlebot.agent.fitted_model import FittedModel, FittedPart, lock_graph_from
+from puzzlebot.agent.locks import OPEN
+from puzzlebot.agent.perception.tracker import PartTrack
+from puzzlebot.agent.probing import Interaction
+from puzzlebot.agent.sysid import DrivenMotion, fit_driven
+from puzzlebot.sim.frames import quat_from_matrix
+
+if TYPE_CHECKING:  # the explorer uses this module's fits to steer its probes
+    from puzzlebot.agent.explorer import Exploration
+
+HAND_NOISE = NoiseModel(position=0.002)  # the hand's path: sensor noise is far lower; grasp play is not
+ENDSTOP_MARGIN = {"prismatic": 1.0, "revolute": 0.1}  # N or N·m above 3x the typical effort: a stop
+MIN_SAMPLES = 20
+
+
+def _to_base(points: np.ndarray, T_world_base: np.ndarray) -> np.ndarray:
+    return (np.asarray(points) - T_world_base[:3, 3]) @ T_world_base[:3, :3]
+
+
+def _kinesthetic(interaction: Interaction) -> bool:
+    """Whether the hand's path is the handle's: held in the fingers, or pressed straight in."""
+    return interaction.contact in ("grasp", "press")
+
+
+def part_articulation(part: str, interactions: list[Interaction], track: PartTrack,
+                      T_world_base: np.ndarray) -> Articulation:
+    """The articulation of one part from the probes that opened it (fixed if none did).
+
+    A held handle's path is the hand's (the grasp offset, a centimetre or so, shifts a hinge's
+    fitted axis point by about as much; correcting it with the camera's rest handle made it
+    worse in practice, as the bar rolls in the fingers while the part turns).
+    """
+    opened = [i for i in interactions if i.part == part and i.moved and i.direction == OPEN and i.tcp_positions]
+    paths = [i for i in opened if _kinesthetic(i)]
+    if paths:
+        points = np.concatenate([_to_base(np.array(i.tcp_positions), T_world_base) for i in paths])
+        return infer_articulation(points, None, HAND_NOISE)
+    _, positions, quaternions = track.arrays()
+    if len(positions) >= 3:
+        return infer_articulation(positions, quaternions)
+    return Articulation(kind="fixed")
+
+
+def driven_motion(interaction: Interaction, articulation: Articulation,
+                  T_world_base: np.ndarray) -> DrivenMotion | None:
+    """The joint coordinate the hand drove a part through, and the effort it took (one probe).
+
+    Returns None when the probe's hand path is not the part's (a side push on a hinge) or too short.
+    """
+    if articulation.kind == "fixed" or len(interaction.times) < MIN_SAMPLES:
+        return None
+    if not _kinesthetic(interaction) and articulation.kind != "prismatic":
+        return None
+    R = T_world_base[:3, :3]
+    times = np.asarray(interaction.times) - interaction.times[0]
+    points = _to_base(np.array(interaction.tcp_positions), T_world_base)
+    wrench = np.array(interaction.wrenches)
+    force_on_part = -wrench[:, :3] @ R  # base frame: the hand pushes the part as hard as it is pushed back
+    torque_on_part = -wrench[:, 3:] @ R
+    axis = articulation.axis
+    if articulation.kind == "prismatic":
+        coordinate = (points - points[0]) @ axis
+        effort = force_on_part @ axis
+    else:
+        arm = points - articulation.origin
+        coordinate = _angles_about(arm, axis)
+        effort = np.cross(arm, force_on_part) @ axis + torque_on_part @ axis
+    start = 0
+    if not _kinesthetic(interaction):  # a side push: from the first touch on
+        touching = np.flatnonzero(effort > max(0.5, 3 * np.median(np.abs(effort[:5]))))
+        if not len(touching):
+            return None
+        start = touching[0]
+    # The end: where the part met its stop (or a lock) and the effort shot up.
+    typical = np.median(np.abs(effort[start:]))
+    spikes = np.flatnonzero(np.abs(effort) > 3 * typical + 2 * ENDSTOP_MARGIN[articulation.kind])
+    spikes = spikes[spikes > start + MIN_SAMPLES]
+    stop = spikes[0] if len(spikes) else len(effort)
+    if stop - start < MIN_SAMPLES:
+        return None
+    sl = slice(start, stop)
+    return DrivenMotion(kind=articulation.kind, times=times[sl] - times[start],
+                        positions=coordinate[sl] - coordinate[start], efforts=effort[sl])
+
+
+def _angles_about(arm: np.ndarray, axis: np.ndarray) -> np.ndarray:
+    """Unwrapped rotation of each lever arm about `axis`, relative to the first."""
+    planar = arm - np.outer(arm @ axis, axis)
+    e1 = planar[0] / max(np.linalg.norm(planar[0]), 1e-12)
+    e2 = np.cross(axis, e1)
+    return np.unwrap(np.arctan2(planar @ e2, planar @ e1))
+
+
+def build_model(exploration: Exploration, tracks: dict[str, PartTrack], sheet: MarkerSheet,
+                T_world_base: np.ndarray, previous: FittedModel | None = None,
+                fit_dynamics: bool = True) -> FittedModel:
+    """The fitted model after an exploration (a refit when `previous` is given: warm starts)."""
+    parts = []
+    for name in exploration.beliefs.parts:
+        track = tracks[name]
+        _, positions, quaternions = track.arrays()
+        if not len(positions):
+            raise ValueError(f"part {name!r} was never seen by the cameras: no rest pose to build it at")
+        aff = sheet.affordances[name]
+        articulation = part_articulation(name, exploration.interactions, track, T_world_base)
+        T_rest = track_pose(positions[0], quaternions[0])
+        handle, _, _ = aff.in_world(T_rest)
+        dynamics = None
+        if fit_dynamics and articulation.kind != "fixed":
+            dynamics = _fit_part(name, exploration.interactions, articulation, T_world_base, previous)
+        parts.append(FittedPart(name=name, marker_id=aff.marker_id, articulation=articulation,
+                                rest_position=positions[0], rest_quaternion=quaternions[0], handle=handle,
+                                dynamics=dynamics))
+    return FittedModel(parts=parts, base_position=T_world_base[:3, 3].copy(),
+                       base_quaternion=quat_from_matrix(T_world_base[:3, :3]),
+                       lock_graph=lock_graph_from(exploration.beliefs))
+
+
+def _fit_part(name: str, interactions: list[Interaction], articulation: Articulation, T_world_base: np.ndarray,
+              previous: FittedModel | None):
+    """Fit every usable motion of the part together (warm start: the previous model's fit)."""
+    candidates = []
+    for interaction in interactions:
+        if interaction.part == name and interaction.moved:
+            data = driven_motion(interaction, articulation, T_world_base)
+            if data is not None:
+                candidates.append(data)
+    if not candidates:
+        return None
+    initial = None
+    if previous is not None:
+        old = next((p for p in previous.parts if p.name == name), None)
+        if old is not None and old.dynamics is not None and old.articulation.kind == articulation.kind:
+            initial = dict(old.dynamics.values)
+    return fit_driven(candidates, initial=initial)
+
+
+def track_pose(position: np.ndarray, quaternion: np.ndarray) -> np.ndarray:
+    """4x4 pose from a position and a wxyz quaternion."""
+    T = np.eye(4)
+    T[:3, :3] = Rotation.from_quat(np.asarray(quaternion)[[1, 2, 3, 0]]).as_matrix()
+    T[:3, 3] = position
+    return T

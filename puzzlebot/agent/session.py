@@ -1,0 +1,110 @@
+"""One model-building session on an arm: connect, explore, fit, save.
+
+The arm is the reality emulator by default (hardware takes the same path through the
+`Driver`); the agent gets the puzzle's printed marker sheet and the cameras' calibration, and
+nothing else about the puzzle. The run folder receives the fitted model (MJCF + posterior +
+lock graph), the exploration log, and the driver's episode log.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from puzzlebot.agent.affordances import MarkerSheet
+from puzzlebot.agent.explorer import Exploration, ExplorerConfig, explore
+from puzzlebot.agent.fitted_model import FittedModel
+from puzzlebot.agent.model_building import build_model
+from puzzlebot.agent.perception.registration import camera_poses
+from puzzlebot.agent.probing import Interaction, ProbeConfig, Prober, RobotIO
+from puzzlebot.files import write_text_atomic
+from puzzlebot.real.driver import Driver
+from puzzlebot.real.emulator import EmulatorBackend
+from puzzlebot.real.recording import EpisodeWriter
+from puzzlebot.real.safety import SafetyConfig
+from puzzlebot.sim.robots.gripper import GripperController
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    explorer: ExplorerConfig = field(default_factory=ExplorerConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    cameras: tuple[str, ...] = ("closeup",)  # the view in which part markers are big enough
+    settle_s: float = 0.5  # s of watching before the first probe (base registration)
+    record_episode: bool = True  # the driver's full log (states, commands, frames) in the run folder
+
+
+@dataclass
+class SessionResult:
+    exploration: Exploration
+    model: FittedModel
+    explore_wall_s: float
+    fit_s: float  # compute spent building the model
+    gap: dict[str, Any] | None  # the emulator's hidden gap, readable only after the episode (scoring)
+
+
+def run_session(emulator: EmulatorBackend, sheet: MarkerSheet, out_dir: Path, config: SessionConfig = SessionConfig(),
+                on_probe: Callable[[Interaction], None] | None = None) -> SessionResult:
+    """Explore the emulator's puzzle through the driver and fit its model into `out_dir`."""
+    if emulator.config.robot != "gripper":
+        raise NotImplementedError("model building drives the floating gripper only so far; the Jaco's hand "
+                                  "geometry is not wired into the prober yet")
+    missing = [c for c in config.cameras if c not in emulator.config.cameras]
+    if missing:
+        raise ValueError(f"SessionConfig.cameras: {missing} not served by the emulator ({emulator.config.cameras})")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    recorder = EpisodeWriter(out_dir / "episode", {"session": _jsonable(asdict(config))},
+                             emulator.capabilities) if config.record_episode else None
+    clock = emulator.clock if hasattr(emulator, "clock") else time.monotonic
+    driver = Driver(emulator, SafetyConfig(), recorder=recorder, clock=clock)
+    t0 = time.monotonic()
+    gap = None
+    try:
+        with driver:
+            driver.activate()
+            cameras = [emulator.camera(name) for name in config.cameras]
+            for camera in cameras:
+                camera.connect()
+            io = RobotIO(driver, cameras, sheet, camera_poses(config.cameras), config.probe.max_frame_age)
+            io.hold(config.settle_s)
+            if io.T_world_base is None:
+                raise RuntimeError(f"the base marker was not seen by {config.cameras} in {config.settle_s} s: "
+                                   "cannot locate the puzzle")
+            prober = Prober(io, GripperController.hand, config.probe)
+            exploration = explore(prober, list(sheet.affordances), config.explorer, on_probe)
+        gap = emulator.episode_gap()
+    finally:
+        if recorder is not None:
+            recorder.close(gap=gap)
+    explore_wall = time.monotonic() - t0
+    tic = time.perf_counter()
+    model = build_model(exploration, io.tracker.tracks, sheet, io.T_world_base)
+    fit_s = time.perf_counter() - tic
+    model.save(out_dir)
+    write_text_atomic(out_dir / "exploration.json", json.dumps(exploration_log(exploration), indent=1))
+    return SessionResult(exploration, model, explore_wall, fit_s, gap)
+
+
+def exploration_log(exploration: Exploration) -> dict[str, Any]:
+    """The probes and their outcomes, JSON-friendly."""
+    return {"probes": exploration.probes, "lock_probes": exploration.lock_probes,
+            "confident": exploration.result.confident, "robot_time_s": exploration.robot_time_s,
+            "decide_s": exploration.decide_s,
+            "lock_graph": {p: sorted(b) for p, b in exploration.result.graph.items()},
+            "attempts": [{"part": a.part, "direction": a.direction, "moved": a.moved,
+                          "displaced": sorted(a.displaced)} for a in exploration.result.attempts],
+            "interactions": [{"part": i.part, "direction": i.direction, "moved": i.moved, "contact": i.contact,
+                              "travel_m": i.travel, "directions_tried": len(i.tried), "samples": len(i.times)}
+                             for i in exploration.interactions]}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value

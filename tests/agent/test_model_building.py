@@ -1,0 +1,46 @@
+"""A whole model-building session through the lockstep emulator, scored against the hidden truth."""
+
+import json
+
+import mujoco
+import numpy as np
+import pytest
+
+from puzzlebot.agent.affordances import marker_sheet
+from puzzlebot.agent.explorer import ExplorerConfig
+from puzzlebot.agent.fitted_model import FittedModel
+from puzzlebot.agent.scoring import graph_f1, score_model, true_joints, true_lock_graph
+from puzzlebot.agent.session import SessionConfig, run_session
+from puzzlebot.real.emulator import EmulatorBackend, EmulatorConfig
+from puzzlebot.sim.spec import load_spec
+from tests.agent.test_affordances import PUZZLES
+
+
+@pytest.mark.slow
+def test_bolt_drawer_model_from_interaction(tmp_path) -> None:
+    spec = load_spec(next(p for p in PUZZLES if p.stem == "bolt_drawer"))
+    emulator = EmulatorBackend(EmulatorConfig(puzzle=spec, robot="gripper", seed=11, cameras=("closeup",),
+                                              image_size=(480, 640), realtime=False, lockstep=True))
+    result = run_session(emulator, marker_sheet(spec), tmp_path,
+                         SessionConfig(explorer=ExplorerConfig(max_probes=20), record_episode=False))
+    exploration = result.exploration
+    assert graph_f1(exploration.result.graph, true_lock_graph(spec))["exact"]
+    assert exploration.result.confident
+    opened = {i.part for i in exploration.interactions if i.moved and i.direction == "open"}
+    assert opened == {"bolt", "drawer"}  # the second phase opened the drawer once the bolt was known
+    rows = {row["part"]: row for row in score_model(result.model, true_joints(spec, result.gap))}
+    for part in ("bolt", "drawer"):
+        assert rows[part]["kind_correct"], rows[part]
+        assert rows[part]["axis_error_deg"] < 2.0, rows[part]
+    # A held handle's dynamics are well identified; a side-pushed bolt's are not yet (the
+    # fingertip slides on the knob: 4-42 % friction error over seeds, see the issue notes).
+    assert rows["drawer"]["friction_rel_error"] < 0.15, rows["drawer"]
+    # the run folder: a model MuJoCo loads, its posterior and lock graph, and the probe log
+    model = mujoco.MjModel.from_xml_path(str(tmp_path / "fitted_model.xml"))
+    assert model.njnt == 2
+    loaded = FittedModel.load(tmp_path)
+    assert loaded.blockers("drawer") == ["bolt"]
+    drawer = loaded.part("drawer")
+    assert drawer.dynamics is not None and np.all(np.isfinite(drawer.dynamics.log_covariance))
+    log = json.loads((tmp_path / "exploration.json").read_text())
+    assert log["probes"] == exploration.probes and log["lock_graph"]["drawer"] == ["bolt"]
