@@ -149,12 +149,13 @@ def add_puzzle(scene: mujoco.MjSpec, compiled: CompiledPuzzle, placement: Placem
     base.add_geom(name="base/box", type=mujoco.mjtGeom.mjGEOM_BOX, pos=[0, 0, height / 2],
                   size=[depth / 2, width / 2, height / 2], rgba=spec.base.rgba, contype=static_bits[0],
                   conaffinity=static_bits[1], friction=PART_FRICTION)
-    front = np.array([-depth / 2, -width / 2 + 0.04, height - 0.04])
+    front, side = markers.base_front_plate(spec.base.size)
     _add_marker(scene, base, "base_front", markers.BASE_FRONT_ID, front, np.array([-1.0, 0, 0]),
-                np.array([0, 0, 1.0]), 0.05)
-    top = np.array([depth / 2 - 0.04, -width / 2 + 0.04, height])
+                np.array([0, 0, 1.0]), side)
+    inset = markers.BASE_PLATE_INSET
+    top = np.array([depth / 2 - inset, -width / 2 + inset, height])
     _add_marker(scene, base, "base_top", markers.BASE_TOP_ID, top, np.array([0, 0, 1.0]), np.array([-1.0, 0, 0]),
-                0.05)
+                markers.BASE_PLATE_SIDE)
 
     for part in spec.parts:
         lay = compiled.layouts[part.name]

@@ -21,7 +21,7 @@ from puzzlebot.sim.locks import build_lock
 from puzzlebot.sim.logic import PuzzleLogic
 from puzzlebot.sim.mechanisms import DEFAULTS, layout
 from puzzlebot.sim.spec import BaseSpec, GoalSpec, JointSpec, LockSpec, PartSpec, PuzzleSpec, SpecError
-from puzzlebot.sim.validate import shape_bounds, validate
+from puzzlebot.sim.validate import covers_base_marker, shape_bounds, validate
 
 GOAL_MECHANISMS = ("drawer", "door", "lid")
 # Which mechanisms can block which: the blocker must move across the blocked part's motion.
@@ -193,7 +193,7 @@ def _fits(spec: PuzzleSpec, part: PartSpec) -> bool:
         inside = lo[1] >= -width / 2 and hi[1] <= width / 2
     else:
         inside = lo[1] >= -width / 2 + 0.01 and hi[1] <= width / 2 - 0.01 and lo[2] >= 0.01 and hi[2] <= height - 0.01
-    if not inside:
+    if not inside or covers_base_marker(lay, spec.base.size):
         return False
     lo, hi = shape_bounds(lay)
     for other in spec.parts:

@@ -20,6 +20,17 @@ _MODULES = 6  # 4x4 bits + one black border module on each side
 _PIXELS_PER_MODULE = 16
 
 
+BASE_PLATE_SIDE = 0.05  # m, the two base markers' plates
+BASE_PLATE_INSET = 0.04  # m from the base's edges to a base plate's centre
+
+
+def base_front_plate(base_size: tuple[float, float, float]) -> tuple[np.ndarray, float]:
+    """Centre (puzzle frame) and side of base marker 0's plate: upper left of the front face, seen
+    from the front. Parts must leave it visible: every relative pose is taken from it."""
+    depth, width, height = base_size
+    return np.array([-depth / 2, -width / 2 + BASE_PLATE_INSET, height - BASE_PLATE_INSET]), BASE_PLATE_SIDE
+
+
 def black_square_side(plate_side: float) -> float:
     """Side of the marker's black square on a plate of `plate_side` metres."""
     return plate_side * _MODULES / (_MODULES + 2)

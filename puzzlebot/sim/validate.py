@@ -195,9 +195,22 @@ def _check_on_base(spec: PuzzleSpec, i: int, lay: PartLayout) -> None:
                                                            f"base {b_lo:.3f}..{b_hi:.3f})", spec.source)
 
 
+def covers_base_marker(lay: PartLayout, base_size: tuple[float, float, float], margin: float = 0.005) -> bool:
+    """Whether a part's shapes, seen from the front, hide any of base marker 0's plate."""
+    center, side = markers.base_front_plate(base_size)
+    lo, hi = shape_bounds(lay)
+    half = side / 2 + margin
+    return bool(lo[1] < center[1] + half and hi[1] > center[1] - half
+                and lo[2] < center[2] + half and hi[2] > center[2] - half)
+
+
 def _check_overlaps(spec: PuzzleSpec, layouts: dict[str, PartLayout]) -> None:
     bounds = {name: shape_bounds(lay) for name, lay in layouts.items()}
     names = list(bounds)
+    for i, (name, lay) in enumerate(layouts.items()):
+        if covers_base_marker(lay, spec.base.size):
+            raise SpecError(f"puzzle.parts[{i}].position", f"part {name!r} hides base marker 0 (upper left of the "
+                            "front face): every pose is measured from it; move the part", spec.source)
     for a_i, a in enumerate(names):
         for b in names[a_i + 1:]:
             (alo, ahi), (blo, bhi) = bounds[a], bounds[b]

@@ -22,7 +22,7 @@ from puzzlebot.sim import markers as sim_markers
 from puzzlebot.sim.build import lay_out
 from puzzlebot.sim.spec import PuzzleSpec
 
-BASE_PLATE_SIDE = 0.05
+BASE_PLATE_SIDE = sim_markers.BASE_PLATE_SIDE
 """Outer side (m) of the base's two marker plates, as printed by `sim.build.add_puzzle`."""
 
 
