@@ -60,6 +60,18 @@ def run_one(spec, strategy: str, seed: int, max_probes: int, runs: Path) -> dict
             "compute_s": result.fit_s + result.exploration.decide_s, "parts_scored": rows}
 
 
+def failed_run(spec, strategy: str, err: Exception) -> dict[str, Any]:
+    """A session that raised: every part counts as wrong, the graph as empty."""
+    nan = float("nan")
+    graph = graph_f1({p.name: frozenset() for p in spec.parts}, true_lock_graph(spec))
+    return {"puzzle": spec.name, "strategy": strategy, "parts": len(spec.parts), "probes": nan, "lock_probes": nan,
+            "confident": False, "lock_graph": {**graph, "f1": 0.0, "exact": False}, "robot_time_s": nan,
+            "explore_wall_s": nan, "compute_s": nan, "error": f"{type(err).__name__}: {err}",
+            "parts_scored": [{"part": p.name, "kind_correct": False, "axis_error_deg": nan, "origin_error_mm": nan,
+                              "friction_rel_error": nan, "damping_rel_error": nan, "inertia_rel_error": nan}
+                             for p in spec.parts]}
+
+
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     def med(values):
         values = [v for v in values if np.isfinite(v)]
@@ -73,9 +85,10 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     random_ = [r for r in runs if r["strategy"] == "random"]
     parts = [p for r in active for p in r["parts_scored"]]
     by_puzzle = {r["puzzle"]: r for r in random_}
-    ratios = [by_puzzle[r["puzzle"]]["probes"] / r["probes"] for r in active if r["puzzle"] in by_puzzle]
-    lock_ratios = [by_puzzle[r["puzzle"]]["lock_probes"] / max(r["lock_probes"], 1) for r in active
-                   if r["puzzle"] in by_puzzle]
+    ratios = [by_puzzle[r["puzzle"]]["probes"] / r["probes"] for r in active if r["puzzle"] in by_puzzle
+              and r["probes"] > 0]
+    lock_ratios = [by_puzzle[r["puzzle"]]["lock_probes"] / r["lock_probes"] for r in active
+                   if r["puzzle"] in by_puzzle and r["lock_probes"] > 0]
     return {
         "joint_type_accuracy": mean(p["kind_correct"] for p in parts),
         "axis_error_deg_median": med([p["axis_error_deg"] for p in parts]),
@@ -95,6 +108,7 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "random_hit_probe_cap": int(sum(not r["confident"] for r in random_)),
         "active_hit_probe_cap": int(sum(not r["confident"] for r in active)),
         "compute_s_median": med([r["compute_s"] for r in active]),
+        "failed_sessions": int(sum("error" in r for r in runs)),
         "robot_time_s_median": med([r["robot_time_s"] for r in active]),
         "puzzles": len(active),
         "parts": len(parts),
@@ -163,7 +177,11 @@ def main() -> None:
         for i, spec in enumerate(specs):
             for strategy in ("active", "random"):
                 progress.update(task, description=f"{spec.name} ({len(spec.parts)} parts): {strategy}")
-                runs.append(run_one(spec, strategy, seed=i, max_probes=args.max_probes, runs=args.runs))
+                try:
+                    runs.append(run_one(spec, strategy, seed=i, max_probes=args.max_probes, runs=args.runs))
+                except Exception as err:  # a failed session counts against every metric, never silently
+                    progress.console.print(f"[red]{spec.name} {strategy} failed:[/] {type(err).__name__}: {err}")
+                    runs.append(failed_run(spec, strategy, err))
                 progress.advance(task)
     summary = summarize(runs)
     meta = {"puzzles": len(specs), "depths": f"{depths[0]}-{depths[-1]}", "seeds": seeds, "quick": args.quick,

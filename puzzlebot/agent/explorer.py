@@ -166,7 +166,7 @@ def explore(prober: Prober, parts: list[str], config: ExplorerConfig = ExplorerC
         if not todo:
             break
         target = todo[0]
-        plan = plan_to_open(target, displaced, beliefs.map_graph(), one_way=frozenset(beliefs.one_way))
+        plan = plan_to_open(target, displaced, beliefs.map_graph(), cannot=frozenset(beliefs.cannot))
         if plan is None:  # the believed graph cannot free it: give up on this part
             failures[target] = 2
             continue
@@ -174,7 +174,7 @@ def explore(prober: Prober, parts: list[str], config: ExplorerConfig = ExplorerC
             moved = arm(probe.part, probe.direction, displaced)
             if moved is None:  # a move it cannot make: replan without it
                 if probe.direction == CLOSE:
-                    beliefs.one_way.add(probe.part)
+                    beliefs.cannot.add((probe.part, CLOSE))
                 else:
                     failures[probe.part] = failures.get(probe.part, 0) + 1
                 break
@@ -201,7 +201,7 @@ def _displaced_after(attempts: list[Attempt]) -> frozenset[str]:
 
 
 def plan_to_open(target: str, displaced: frozenset[str], graph: dict[str, frozenset[str]],
-                 one_way: frozenset[str] = frozenset(), max_states: int = 1 << 14) -> list[Probe] | None:
+                 cannot: frozenset[tuple[str, str]] = frozenset(), max_states: int = 1 << 14) -> list[Probe] | None:
     """Fewest probes from `displaced` that end by opening `target`, if `graph` is the truth (BFS)."""
     moves = graph_moves(graph)
     start = frozenset(displaced)
@@ -219,7 +219,7 @@ def plan_to_open(target: str, displaced: frozenset[str], graph: dict[str, frozen
             if part == target:
                 continue
             direction = CLOSE if part in state else OPEN
-            if direction == CLOSE and part in one_way:
+            if (part, direction) in cannot:
                 continue
             if moves(part, direction, state):
                 nxt = state ^ {part}

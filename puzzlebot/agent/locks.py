@@ -97,9 +97,9 @@ class LockBeliefs:
         self._onehot = (self._owner[None, :] == np.arange(len(self.parts))[:, None]).astype(float)  # (parts, hyp.)
         self._start = np.searchsorted(self._owner, np.arange(len(self.parts) + 1))
         self._logp = np.array(logp)
-        self.one_way: set[str] = set()
-        """Parts the robot cannot bring back once opened (a pressed button it cannot pull): never
-        chosen to close. Learned from a close the prober could not even attempt."""
+        self.cannot: set[tuple[str, str]] = set()
+        """(part, direction) moves the robot cannot make (a pressed button it cannot pull back, a
+        handle it cannot take hold of): never chosen. Learned from moves it could not attempt."""
 
     def _bits(self, parts: Iterable[str]) -> int:
         return sum(1 << self.index[p] for p in parts)
@@ -196,7 +196,7 @@ def next_probe(beliefs: LockBeliefs, displaced: frozenset[str], rng: np.random.G
     state = beliefs._bits(displaced)
     post = np.exp(beliefs._logp)
     q, cache = _move_probs(beliefs, post, state)
-    values = np.array([-np.inf if part in displaced and part in beliefs.one_way
+    values = np.array([-np.inf if _move(part, displaced) in beliefs.cannot
                        else _action_value(beliefs, post, state, i, q, cache, horizon, discount)
                        for i, part in enumerate(beliefs.parts)])
     best = np.flatnonzero(values >= values.max() - 1e-9)
@@ -216,13 +216,18 @@ def nothing_to_learn(beliefs: LockBeliefs, displaced: frozenset[str], horizon: i
     post = np.exp(beliefs._logp)
     q, cache = _move_probs(beliefs, post, state)
     values = [_action_value(beliefs, post, state, i, q, cache, horizon, 0.9)
-              for i, part in enumerate(beliefs.parts) if not (part in displaced and part in beliefs.one_way)]
+              for i, part in enumerate(beliefs.parts) if _move(part, displaced) not in beliefs.cannot]
     return not values or max(values) < eps
+
+
+def _move(part: str, displaced: frozenset[str]) -> tuple[str, str]:
+    """The one feasible move of a part in a state: close it if it is away, else open it."""
+    return (part, CLOSE if part in displaced else OPEN)
 
 
 def random_probe(rng: np.random.Generator, beliefs: LockBeliefs, displaced: frozenset[str]) -> Probe:
     """The baseline: a uniformly random feasible move (open a part in place, or close a displaced one)."""
-    feasible = [p for p in beliefs.parts if not (p in displaced and p in beliefs.one_way)]
+    feasible = [p for p in beliefs.parts if _move(p, displaced) not in beliefs.cannot]
     part = feasible[int(rng.integers(len(feasible)))]
     return Probe(part, CLOSE if part in displaced else OPEN)
 
@@ -271,8 +276,8 @@ class ExplorationResult:
 
 MoveOutcome = Callable[[str, str, frozenset[str]], bool | None]
 """moves(part, direction, displaced) -> whether the part was seen to move (the world, or a robot);
-None when the move could not even be attempted (a close the robot cannot make: the part is then
-one-way; or a handle the hand could not take hold of)."""
+None when the move could not even be attempted (the hand could not engage the part: a close it
+cannot make, a handle it cannot find); such a move is never chosen again (an open after two tries)."""
 
 
 def simulate_exploration(moves: MoveOutcome, parts: Sequence[str], explorer: Explorer, rng: np.random.Generator,
@@ -296,22 +301,23 @@ def simulate_exploration(moves: MoveOutcome, parts: Sequence[str], explorer: Exp
     """
     beliefs = LockBeliefs(parts) if beliefs is None else beliefs
     displaced: frozenset[str] = frozenset()
-    exhausted = False
-    unreachable: dict[str, int] = {}
     attempts: list[Attempt] = []
+    exhausted = False
+    failed: dict[tuple[str, str], int] = {}
     while not confident(beliefs, threshold) and len(attempts) < max_probes:
-        if beliefs.one_way and nothing_to_learn(beliefs, displaced):
+        if beliefs.cannot and nothing_to_learn(beliefs, displaced):
             exhausted = True  # what is left cannot be told apart any more (see `nothing_to_learn`)
+            break
+        if all(_move(p, displaced) in beliefs.cannot for p in beliefs.parts):
+            exhausted = True  # no move left that the robot can make
             break
         probe = explorer.choose(beliefs, displaced, rng)
         moved = moves(probe.part, probe.direction, displaced)
         if moved is None:  # says nothing about locks
-            if probe.direction == CLOSE:
-                beliefs.one_way.add(probe.part)  # never try to bring it back again
-            else:
-                unreachable[probe.part] = unreachable.get(probe.part, 0) + 1
-                if unreachable[probe.part] >= 2:
-                    break  # a part the robot cannot even take hold of: stop rather than loop
+            key = (probe.part, probe.direction)
+            failed[key] = failed.get(key, 0) + 1
+            if probe.direction == CLOSE or failed[key] >= 2:  # an open gets a second chance
+                beliefs.cannot.add(key)
             continue
         attempt = Attempt(probe.part, displaced, moved, probe.direction)
         beliefs.update(attempt)

@@ -70,7 +70,9 @@ class Interaction:
     direction: str  # "open" | "close"
     moved: bool
     contact: str = ""  # how the motion that worked was made: "grasp", "press" or "side" (a side push)
-    attempted: bool = True  # False: no contact can make this move (pulling a pressed button back)
+    attempted: bool = True  # False: the hand never engaged the part (no grasp held, no push felt), or
+    # no contact can make this move (pulling a pressed button back): the outcome says nothing
+    engaged: bool = False  # the fingers closed on the handle, or a push met it
     tried: list[np.ndarray] = field(default_factory=list)  # candidate directions tried (world)
     times: list[float] = field(default_factory=list)  # from the start of the motion that worked
     commanded: list[np.ndarray] = field(default_factory=list)  # (3,) TCP targets
@@ -266,6 +268,7 @@ class Prober:
             self._grasp_probe(part, aff, handle, approach, grip_axis, candidates, record)
         else:
             self._push_probe(part, aff, handle, approach, candidates, record)
+        record.attempted = record.attempted and record.engaged
         self.park()
         parked = self.io.state.t
         self.io.hold(self.config.view_s, grip=self.grip)
@@ -316,8 +319,8 @@ class Prober:
         self.wait(cfg.settle_s)
         held = self.io.state.grip  # closure on the bar: opening past it means the handle escaped
         if held > 1.0 - cfg.slip_closure:
-            record.attempted = False  # the fingers closed on nothing: the handle is not where we thought
-            return
+            return  # the fingers closed on nothing: the handle is not where we thought (not engaged)
+        record.engaged = True
         for d in candidates:
             record.tried.append(d)
             start = self.io.state.tcp_position.copy()
@@ -450,6 +453,7 @@ class Prober:
             pushing = 0.8 * pushing + 0.2 * float(-(wrench[:3] @ tangent))
             if pushing > cfg.push_contact_force:  # the hand advanced while pushing on something
                 in_contact += float((state.tcp_position - previous) @ tangent)
+                record.engaged = True
             previous = state.tcp_position.copy()
             now, _, _ = io.handle_world(part)
             travelled = max(float(np.linalg.norm(now - start)), in_contact)
@@ -462,6 +466,7 @@ class Prober:
                 last_seen = now
             resisting = -(wrench[:3] @ tangent)
             over = over + 1 if resisting > cfg.force_limit else 0
+            record.engaged = record.engaged or over > 0
             pushed = float((self.cmd_pos - state.tcp_position) @ tangent)
             if over >= cfg.stall_ticks or pushed > 0.01:
                 self.cmd_pos = state.tcp_position.copy()
