@@ -43,6 +43,11 @@ class ExplorerConfig:
     confidence: float = 0.95  # stop once the most probable lock graph is this likely
     horizon: int = 3  # probes the active explorer plans ahead
     slip: float = 0.05  # assumed probability that a probe's outcome misreports the lock state
+    allow_close: bool = False  # probe by bringing parts back too (see `explore`)
+    locked_prior: tuple[tuple[str, float], ...] = (("grasp", 1.0), ("push", 0.3))
+    """Prior odds, per handle kind, that a part has a blocker: drawers, doors and lids (grasped) are
+    the usual locked parts, bolts, levers, knobs and buttons the usual blockers. Opening only,
+    the order of first tries decides what can be told apart, and this breaks the tie."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -149,9 +154,18 @@ def explore(prober: Prober, parts: list[str], config: ExplorerConfig = ExplorerC
     (a part that stays put until its blocker is slid says all the graph needs), but a joint
     that never moved has no articulation or dynamics to fit. It plans with the most probable
     lock graph, keeps updating the beliefs, and replans when an outcome surprises it.
+
+    Closing moves are off by default: in the emulator a blocker slides back while the part it
+    blocked is open (the lock logic's abstraction says it cannot), and re-grasping a door swung
+    open misses its handle by a centimetre or more; both turn closes into false lock evidence.
+    Opening only, the explorer stops when nothing more can be told apart (`nothing_to_learn`).
     """
     chooser = _Timed(ActiveExplorer(horizon=config.horizon) if config.strategy == "active" else RandomExplorer())
-    beliefs = LockBeliefs(parts, slip=config.slip)
+    odds = dict(config.locked_prior)
+    modes = {part: prober.io.sheet.affordances[part].mode for part in parts}
+    beliefs = LockBeliefs(parts, slip=config.slip, size_prior={p: odds.get(modes[p], 0.3) for p in parts})
+    if not config.allow_close:
+        beliefs.cannot.update((part, CLOSE) for part in parts)
     arm = _ArmMoves(prober, on_probe)
     t0 = prober.io.state.t
     result = simulate_exploration(arm, parts, chooser, np.random.default_rng(config.seed), config.max_probes,

@@ -39,7 +39,7 @@ an outcome function (the robot, or a lock logic in tests). A robot loop does the
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -69,12 +69,14 @@ class Attempt:
 class LockBeliefs:
     """Posterior over each part's blocker set, from attempts (factored per part)."""
 
-    def __init__(self, parts: Sequence[str], max_blockers: int = 2, slip: float = 0.05, size_prior: float = 0.3):
+    def __init__(self, parts: Sequence[str], max_blockers: int = 2, slip: float = 0.05,
+                 size_prior: float | Mapping[str, float] = 0.3):
         """Args:
             parts: every part that can be tried.
             max_blockers: largest blocker set considered per part.
             slip: probability an attempt's outcome contradicts the true lock state (failed grasp, ...).
-            size_prior: prior weight ratio per extra blocker (0.3: one blocker is 0.3x as likely as none).
+            size_prior: prior weight ratio per extra blocker (0.3: one blocker is 0.3x as likely as none);
+                per part, a mapping (a drawer is more often locked than the bolt beside it).
         """
         self.parts = tuple(parts)
         if len(self.parts) > MAX_PARTS:
@@ -89,7 +91,8 @@ class LockBeliefs:
             self.hypotheses[part] = sets
             owner += [i] * len(sets)
             masks += [self._bits(s) for s in sets]
-            prior = np.array([len(s) * np.log(size_prior) for s in sets])
+            ratio = size_prior[part] if isinstance(size_prior, Mapping) else size_prior
+            prior = np.array([len(s) * np.log(ratio) for s in sets])
             logp += list(prior - _logsumexp(prior))
         self._owner = np.array(owner)  # hypothesis -> the part it is about
         self._mask = np.array(masks, dtype=np.int64)  # hypothesis -> its blockers as bits
@@ -410,13 +413,23 @@ def _action_value(b: LockBeliefs, post: np.ndarray, state: int, i: int, q: np.nd
         child = _updated(b, post, i, state, moved, blocks)
         child_state = state ^ (1 << i) if moved else state
         cq, cblocks = _move_probs(b, child, child_state)
+        allowed = _allowed(b, child_state)
+        if not allowed.any():
+            continue
         if horizon == 2:
-            best = float(_gain(cq, b.slip).max())
+            best = float(_gain(cq, b.slip)[allowed].max())
         else:
             best = max(_action_value(b, child, child_state, j, cq, cblocks, horizon - 1, discount)
-                       for j in range(len(b.parts)))
+                       for j in np.flatnonzero(allowed))
         value += discount * prob * best
     return value
+
+
+def _allowed(b: LockBeliefs, state: int) -> np.ndarray:
+    """Which parts' feasible probe in `state` (bits) the robot can make (not in `b.cannot`)."""
+    if not b.cannot:
+        return np.ones(len(b.parts), dtype=bool)
+    return np.array([((part, CLOSE if (state >> i) & 1 else OPEN) not in b.cannot) for i, part in enumerate(b.parts)])
 
 
 def _check(part: str, direction: str, displaced: frozenset[str]) -> None:

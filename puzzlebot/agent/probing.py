@@ -136,6 +136,21 @@ class RobotIO:
         if base is not None and len(self._base_samples) < 50:  # the base is fixed: average its first views
             self._base_samples.append(base)
             self.T_world_base = average_pose(self._base_samples)
+        self._track_through_calibration(observations, t)
+
+    def _track_through_calibration(self, observations: list, t: float) -> None:
+        """Part markers seen by a camera that shows no base marker (a lid from above): placed
+        relative to the base through the camera's calibrated pose instead."""
+        if self.T_world_base is None:
+            return
+        base_ids = set(self.tracker.base_ids)
+        framed = {o.camera for o in observations if o.id in base_ids}
+        T_base_world = np.linalg.inv(self.T_world_base)
+        part_of = self.sheet.part_of_marker()
+        for obs in observations:
+            part = part_of.get(obs.id)
+            if part is not None and obs.camera not in framed and obs.camera in self.T_world_cam:
+                self.tracker.add_pose(part, t, T_base_world @ self.T_world_cam[obs.camera] @ obs.T_cam_marker)
 
     def part_pose_world(self, part: str) -> np.ndarray | None:
         """Latest tracked world pose of a part's marker (None until the base and the part were seen)."""

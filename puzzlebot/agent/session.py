@@ -9,6 +9,7 @@ lock graph), the exploration log, and the driver's episode log.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -28,12 +29,14 @@ from puzzlebot.real.recording import EpisodeWriter
 from puzzlebot.real.safety import SafetyConfig
 from puzzlebot.sim.robots.gripper import GripperController
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class SessionConfig:
     explorer: ExplorerConfig = field(default_factory=ExplorerConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
-    cameras: tuple[str, ...] = ("closeup",)  # the view in which part markers are big enough
+    cameras: tuple[str, ...] = ("closeup", "top")  # part markers big enough: the front face, and lids
     settle_s: float = 0.5  # s of watching before the first probe (base registration)
     record_episode: bool = True  # the driver's full log (states, commands, frames) in the run folder
 
@@ -45,6 +48,7 @@ class SessionResult:
     explore_wall_s: float
     fit_s: float  # compute spent building the model
     gap: dict[str, Any] | None  # the emulator's hidden gap, readable only after the episode (scoring)
+    unseen: list[str] = field(default_factory=list)  # parts the cameras never showed: not modelled
 
 
 def run_session(emulator: EmulatorBackend, sheet: MarkerSheet, out_dir: Path, config: SessionConfig = SessionConfig(),
@@ -74,8 +78,18 @@ def run_session(emulator: EmulatorBackend, sheet: MarkerSheet, out_dir: Path, co
             if io.T_world_base is None:
                 raise RuntimeError(f"the base marker was not seen by {config.cameras} in {config.settle_s} s: "
                                    "cannot locate the puzzle")
+            seen = [part for part in sheet.affordances if io.tracker.tracks[part].times]
+            unseen = sorted(set(sheet.affordances) - set(seen))
+            if not seen:
+                raise RuntimeError(f"no part marker was seen by {config.cameras}: nothing to explore")
+            if unseen:
+                note = (f"parts {unseen} were never seen by {config.cameras}: they are left out of the "
+                        "exploration and the model")
+                log.warning(note)
+                if recorder is not None:
+                    recorder.log_event("unseen_parts", parts=unseen, note=note)
             prober = Prober(io, GripperController.hand, config.probe)
-            exploration = explore(prober, list(sheet.affordances), config.explorer, on_probe)
+            exploration = explore(prober, seen, config.explorer, on_probe)
         gap = emulator.episode_gap()
     finally:
         if recorder is not None:
@@ -85,8 +99,9 @@ def run_session(emulator: EmulatorBackend, sheet: MarkerSheet, out_dir: Path, co
     model = build_model(exploration, io.tracker.tracks, sheet, io.T_world_base)
     fit_s = time.perf_counter() - tic
     model.save(out_dir)
-    write_text_atomic(out_dir / "exploration.json", json.dumps(exploration_log(exploration), indent=1))
-    return SessionResult(exploration, model, explore_wall, fit_s, gap)
+    write_text_atomic(out_dir / "exploration.json",
+                      json.dumps({**exploration_log(exploration), "unseen_parts": unseen}, indent=1))
+    return SessionResult(exploration, model, explore_wall, fit_s, gap, unseen)
 
 
 def exploration_log(exploration: Exploration) -> dict[str, Any]:

@@ -22,10 +22,12 @@ def test_bolt_drawer_model_from_interaction(tmp_path) -> None:
     emulator = EmulatorBackend(EmulatorConfig(puzzle=spec, robot="gripper", seed=11, cameras=("closeup",),
                                               image_size=(480, 640), realtime=False, lockstep=True))
     result = run_session(emulator, marker_sheet(spec), tmp_path,
-                         SessionConfig(explorer=ExplorerConfig(max_probes=20), record_episode=False))
+                         SessionConfig(explorer=ExplorerConfig(max_probes=20), cameras=("closeup",),
+                                       record_episode=False))
     exploration = result.exploration
     assert graph_f1(exploration.result.graph, true_lock_graph(spec))["exact"]
-    assert exploration.result.confident
+    assert exploration.result.confident or exploration.result.exhausted  # stopped by a rule, not the budget
+    assert exploration.probes < 20
     opened = {i.part for i in exploration.interactions if i.moved and i.direction == "open"}
     assert opened == {"bolt", "drawer"}  # the second phase opened the drawer once the bolt was known
     rows = {row["part"]: row for row in score_model(result.model, true_joints(spec, result.gap))}
