@@ -59,7 +59,8 @@ def run_one(spec, strategy: str, seed: int, max_probes: int, runs: Path) -> dict
              for name in result.unseen]  # a part the cameras never showed counts as wrong
     return {"puzzle": spec.name, "strategy": strategy, "parts": len(spec.parts),
             "probes": result.exploration.probes, "lock_probes": result.exploration.lock_probes,
-            "confident": result.exploration.result.confident, "lock_graph": graph,
+            "confident": result.exploration.result.confident, "exhausted": result.exploration.result.exhausted,
+            "hit_cap": result.exploration.probes >= max_probes, "lock_graph": graph,
             "robot_time_s": result.exploration.robot_time_s, "explore_wall_s": result.explore_wall_s,
             "compute_s": result.fit_s + result.exploration.decide_s, "parts_scored": rows}
 
@@ -69,7 +70,8 @@ def failed_run(spec, strategy: str, err: Exception) -> dict[str, Any]:
     nan = float("nan")
     graph = graph_f1({p.name: frozenset() for p in spec.parts}, true_lock_graph(spec))
     return {"puzzle": spec.name, "strategy": strategy, "parts": len(spec.parts), "probes": nan, "lock_probes": nan,
-            "confident": False, "lock_graph": {**graph, "f1": 0.0, "exact": False}, "robot_time_s": nan,
+            "confident": False, "exhausted": False, "hit_cap": False,
+            "lock_graph": {**graph, "f1": 0.0, "precision": 0.0, "recall": 0.0, "exact": False}, "robot_time_s": nan,
             "explore_wall_s": nan, "compute_s": nan, "error": f"{type(err).__name__}: {err}",
             "parts_scored": [{"part": p.name, "kind_correct": False, "axis_error_deg": nan, "origin_error_mm": nan,
                               "friction_rel_error": nan, "damping_rel_error": nan, "inertia_rel_error": nan}
@@ -77,6 +79,8 @@ def failed_run(spec, strategy: str, err: Exception) -> dict[str, Any]:
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Headline numbers. Error medians are over the parts where the error exists (right joint kind,
+    a dynamics fit); `*_parts_scored` says how many of all parts that is."""
     def med(values):
         values = [v for v in values if np.isfinite(v)]
         return float(np.median(values)) if values else float("nan")
@@ -89,10 +93,15 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     random_ = [r for r in runs if r["strategy"] == "random"]
     parts = [p for r in active for p in r["parts_scored"]]
     by_puzzle = {r["puzzle"]: r for r in random_}
-    ratios = [by_puzzle[r["puzzle"]]["probes"] / r["probes"] for r in active if r["puzzle"] in by_puzzle
-              and r["probes"] > 0]
-    lock_ratios = [by_puzzle[r["puzzle"]]["lock_probes"] / r["lock_probes"] for r in active
-                   if r["puzzle"] in by_puzzle and r["lock_probes"] > 0]
+    # Probe ratios only where both explorers ended with the exact graph (a capped or wrong run's
+    # count is not a cost of the same result); n says how many pairs that is.
+    pairs = [(by_puzzle[r["puzzle"]], r) for r in active if r["puzzle"] in by_puzzle
+             and r["lock_graph"]["exact"] and by_puzzle[r["puzzle"]]["lock_graph"]["exact"] and r["probes"] > 0]
+    ratios = [rand["probes"] / act["probes"] for rand, act in pairs]
+    lock_ratios = [rand["lock_probes"] / act["lock_probes"] for rand, act in pairs if act["lock_probes"] > 0]
+
+    def count(key):
+        return f"{sum(np.isfinite(p[key]) for p in parts)}/{len(parts)}"
     return {
         "joint_type_accuracy": mean(p["kind_correct"] for p in parts),
         "axis_error_deg_median": med([p["axis_error_deg"] for p in parts]),
@@ -108,9 +117,15 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "probes_active_median": med([r["probes"] for r in active]),
         "probes_random_median": med([r["probes"] for r in random_]),
         "probes_ratio_random_over_active": med(ratios),
+        "probes_ratio_pairs": len(ratios),
         "lock_probes_ratio_random_over_active": med(lock_ratios),
-        "random_hit_probe_cap": int(sum(not r["confident"] for r in random_)),
-        "active_hit_probe_cap": int(sum(not r["confident"] for r in active)),
+        "random_hit_probe_cap": int(sum(bool(r.get("hit_cap")) for r in random_)),
+        "active_hit_probe_cap": int(sum(bool(r.get("hit_cap")) for r in active)),
+        "active_stopped_confident": int(sum(bool(r["confident"]) for r in active)),
+        "active_stopped_nothing_to_learn": int(sum(bool(r.get("exhausted")) for r in active)),
+        "axis_error_parts_scored": count("axis_error_deg"),
+        "friction_parts_scored": count("friction_rel_error"),
+        "damping_parts_scored": count("damping_rel_error"),
         "compute_s_median": med([r["compute_s"] for r in active]),
         "failed_sessions": int(sum("error" in r for r in runs)),
         "robot_time_s_median": med([r["robot_time_s"] for r in active]),

@@ -173,24 +173,26 @@ def explore(prober: Prober, parts: list[str], config: ExplorerConfig = ExplorerC
     lock_probes = result.probes
     attempts = list(result.attempts)
     displaced = _displaced_after(attempts)
-    failures: dict[str, int] = {}
-    while len(attempts) < config.max_probes:
+    unattempted: dict[tuple[str, str], int] = {}
+    for _ in range(config.max_probes * 2):  # every pass makes a probe or retires a target
+        if len(attempts) >= config.max_probes:
+            break
         opened = {a.part for a in attempts if a.moved and a.direction == OPEN}
-        todo = [p for p in parts if p not in opened and failures.get(p, 0) < 2]
+        todo = [p for p in parts if p not in opened and p not in displaced and (p, OPEN) not in beliefs.cannot]
         if not todo:
             break
         target = todo[0]
         plan = plan_to_open(target, displaced, beliefs.map_graph(), cannot=frozenset(beliefs.cannot))
         if plan is None:  # the believed graph cannot free it: give up on this part
-            failures[target] = 2
+            beliefs.cannot.add((target, OPEN))
             continue
         for probe in plan:
             moved = arm(probe.part, probe.direction, displaced)
-            if moved is None:  # a move it cannot make: replan without it
-                if probe.direction == CLOSE:
-                    beliefs.cannot.add((probe.part, CLOSE))
-                else:
-                    failures[probe.part] = failures.get(probe.part, 0) + 1
+            if moved is None:  # a move the hand could not make: as in `simulate_exploration`
+                key = (probe.part, probe.direction)
+                unattempted[key] = unattempted.get(key, 0) + 1
+                if probe.direction == CLOSE or unattempted[key] >= 2:
+                    beliefs.cannot.add(key)
                 break
             attempt = Attempt(probe.part, displaced, moved, probe.direction)
             beliefs.update(attempt)
@@ -198,7 +200,9 @@ def explore(prober: Prober, parts: list[str], config: ExplorerConfig = ExplorerC
             if attempt.moved:
                 displaced = displaced ^ {probe.part}
             elif probe.part == target:
-                failures[target] = failures.get(target, 0) + 1
+                failed = sum(1 for a in attempts if a.part == target and not a.moved and a.direction == OPEN)
+                if failed >= 3:
+                    beliefs.cannot.add((target, OPEN))  # it will not give: stop planning for it
             if not attempt.moved or len(attempts) >= config.max_probes:
                 break  # a surprise (or the budget): replan from the new beliefs
     result = ExplorationResult(len(attempts), beliefs.map_graph(), confident(beliefs, config.confidence), None,

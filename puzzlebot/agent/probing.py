@@ -13,7 +13,6 @@ and sent is kept as an `Interaction` for articulation inference and dynamics fit
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import cv2
@@ -83,6 +82,14 @@ class Interaction:
     handle_end: np.ndarray | None = None  # world, after it (from the cameras)
     travel: float = 0.0  # m the handle moved: the cameras' verdict once the hand is parked, else the hand's
 
+    def append(self, state: RobotState, commanded: np.ndarray) -> None:
+        """One control tick of the motion: the command and what the arm measured with it."""
+        self.times.append(state.t)
+        self.commanded.append(np.array(commanded, dtype=float))
+        self.tcp_positions.append(state.tcp_position.copy())
+        self.tcp_quaternions.append(state.tcp_quaternion.copy())
+        self.wrenches.append(np.zeros(6) if state.wrench is None else np.asarray(state.wrench, dtype=float).copy())
+
 
 class RobotIO:
     """One control tick at a time: send a TCP target, read the arm, feed camera frames to the tracker."""
@@ -108,7 +115,7 @@ class RobotIO:
         if driver.state is not DriverState.ACTIVE:
             raise RuntimeError(f"the arm stopped: {driver.fault.kind.value if driver.fault else driver.state.value}"
                                f" ({driver.fault.message if driver.fault else ''})")
-        driver.send(Command(ControlMode.EE, np.concatenate([pos, quat]), grip=grip, t=time.monotonic()))
+        driver.send(Command(ControlMode.EE, np.concatenate([pos, quat]), grip=grip, t=driver.clock()))
         driver.tick()
         self.state = driver.read_state()
         self.ticks += 1
@@ -191,6 +198,7 @@ class Prober:
         self.cmd_pos = io.state.tcp_position.copy()
         self.cmd_quat = io.state.tcp_quaternion.copy()
         self.grip = 0.0
+        self.slipped = False  # the last grasp lost its handle
         self.left_at: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         """Per grasped part: handle point, approach and grip axis where the hand last let go of it."""
 
@@ -283,7 +291,7 @@ class Prober:
             self._grasp_probe(part, aff, handle, approach, grip_axis, candidates, record)
         else:
             self._push_probe(part, aff, handle, approach, candidates, record)
-        record.attempted = record.attempted and record.engaged
+        record.attempted = record.attempted and record.engaged  # re-judged by the cameras below
         self.park()
         parked = self.io.state.t
         self.io.hold(self.config.view_s, grip=self.grip)
@@ -292,6 +300,7 @@ class Prober:
             record.handle_end = end
             record.travel = float(np.linalg.norm(end - handle))
             record.moved = record.travel >= self.config.moved_threshold
+            record.attempted = record.attempted or record.moved  # a light part slides without a felt push
         return record
 
     def park(self) -> None:
@@ -336,11 +345,15 @@ class Prober:
         if held > 1.0 - cfg.slip_closure:
             return  # the fingers closed on nothing: the handle is not where we thought (not engaged)
         record.engaged = True
+        self.slipped = False
         for d in candidates:
             record.tried.append(d)
             start = self.io.state.tcp_position.copy()
             _clear(record)  # keep only the motion of the direction that works, from rest
             gave = self._comply(d, cfg.tug_distance, cfg.tug_speed, held, record=record, tug=True)
+            if self.slipped and not gave:  # lost the handle: later tugs would pull on nothing
+                record.engaged = False
+                break
             if gave:
                 self._comply(d, cfg.max_travel, cfg.follow_speed, held, record=record, start=start)
                 record.moved, record.contact = True, "grasp"
@@ -350,7 +363,7 @@ class Prober:
                 mat = mat.reshape(3, 3)
                 self.left_at[part] = (self.io.state.tcp_position.copy(), mat[:, 2].copy(), mat[:, 1].copy())
                 break
-            self.move_to(start, self.cmd_quat, cfg.tug_speed)  # back where the tug began
+            self.move_to(start, quat, cfg.tug_speed)  # back where the tug began, as it was held
         else:
             _clear(record)
 
@@ -381,11 +394,7 @@ class Prober:
             mujoco.mju_quatIntegrate(self.cmd_quat, _world_to_local(self.cmd_quat, rot), 1.0)
             state = self._tick()
             if record is not None:
-                record.times.append(state.t)
-                record.commanded.append(self.cmd_pos.copy())
-                record.tcp_positions.append(state.tcp_position.copy())
-                record.tcp_quaternions.append(state.tcp_quaternion.copy())
-                record.wrenches.append(wrench.copy())
+                record.append(state, self.cmd_pos)
             moved = state.tcp_position - anchor
             if np.linalg.norm(moved) > 0.006:  # re-aim along the motion actually made
                 tangent = 0.5 * tangent + 0.5 * moved / np.linalg.norm(moved)
@@ -393,6 +402,7 @@ class Prober:
                 anchor = state.tcp_position.copy()
             if state.grip > held + cfg.slip_closure:
                 self.cmd_pos = state.tcp_position.copy()  # the handle escaped: stop here
+                self.slipped = True
                 break
             resisting = -(force @ tangent)
             over = over + 1 if resisting > cfg.force_limit else 0
@@ -459,11 +469,7 @@ class Prober:
             self.cmd_pos = self.cmd_pos + tangent * speed * self.period
             state = self._tick()
             wrench = np.zeros(6) if state.wrench is None else np.asarray(state.wrench, dtype=float)
-            record.times.append(state.t)
-            record.commanded.append(self.cmd_pos.copy())
-            record.tcp_positions.append(state.tcp_position.copy())
-            record.tcp_quaternions.append(state.tcp_quaternion.copy())
-            record.wrenches.append(wrench)
+            record.append(state, self.cmd_pos)
             # Low-passed push force along the motion: a free bolt resists with well under a newton.
             pushing = 0.8 * pushing + 0.2 * float(-(wrench[:3] @ tangent))
             if pushing > cfg.push_contact_force:  # the hand advanced while pushing on something
