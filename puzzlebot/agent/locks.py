@@ -202,10 +202,32 @@ def next_probe(beliefs: LockBeliefs, displaced: frozenset[str], rng: np.random.G
     values = np.array([-np.inf if _move(part, displaced) in beliefs.cannot
                        else _action_value(beliefs, post, state, i, q, cache, horizon, discount)
                        for i, part in enumerate(beliefs.parts)])
+    values -= _irreversible_loss(beliefs, displaced, q, cache)
     best = np.flatnonzero(values >= values.max() - 1e-9)
     i = int(best[0] if rng is None else rng.choice(best))
     part = beliefs.parts[i]
     return Probe(part, CLOSE if part in displaced else OPEN)
+
+
+def _irreversible_loss(beliefs: LockBeliefs, displaced: frozenset[str], q: np.ndarray,
+                       blocks: np.ndarray) -> np.ndarray:
+    """Expected information an open gives up for good when the part cannot be brought back.
+
+    Once part i stays open, whether i blocks another part j (still in place) can never be
+    tested again: every later try of j has i out of the way. That question's entropy is lost
+    with the probability that i moves. Zero for parts the robot can close again.
+    """
+    loss = np.zeros(len(beliefs.parts))
+    waiting = np.array([p not in displaced for p in beliefs.parts])
+    for i, part in enumerate(beliefs.parts):
+        if part in displaced or (part, CLOSE) not in beliefs.cannot:
+            continue
+        others = waiting.copy()
+        others[i] = False
+        p_blocks = np.clip(blocks[others, i], 1e-12, 1 - 1e-12)  # P(i blocks j) for j still in place
+        entropy = -(p_blocks * np.log(p_blocks) + (1 - p_blocks) * np.log(1 - p_blocks))
+        loss[i] = q[i] * float(entropy.sum())
+    return loss
 
 
 def nothing_to_learn(beliefs: LockBeliefs, displaced: frozenset[str], horizon: int = 2, eps: float = 1e-3) -> bool:
