@@ -199,10 +199,16 @@ def next_probe(beliefs: LockBeliefs, displaced: frozenset[str], rng: np.random.G
     state = beliefs._bits(displaced)
     post = np.exp(beliefs._logp)
     q, cache = _move_probs(beliefs, post, state)
+    if all((part, CLOSE) in beliefs.cannot for part in beliefs.parts):
+        # Opening only, the state only grows: a plan's later probes would be valued without the
+        # information each open gives up for good, so plans would put off every open forever.
+        horizon = 1
     values = np.array([-np.inf if _move(part, displaced) in beliefs.cannot
                        else _action_value(beliefs, post, state, i, q, cache, horizon, discount)
                        for i, part in enumerate(beliefs.parts)])
-    values -= _irreversible_loss(beliefs, displaced, q, cache)
+    net = values - _irreversible_loss(beliefs, displaced, q, cache)
+    if net.max() > 1e-3:  # an informative move that costs less than it gives
+        values = net  # else the irreversible move is the only way on: take the most informative
     best = np.flatnonzero(values >= values.max() - 1e-9)
     i = int(best[0] if rng is None else rng.choice(best))
     part = beliefs.parts[i]
