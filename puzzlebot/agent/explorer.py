@@ -25,6 +25,7 @@ from puzzlebot.agent.locks import (
     LockBeliefs,
     Probe,
     RandomExplorer,
+    apply_outcome,
     confident,
     graph_moves,
     simulate_exploration,
@@ -187,19 +188,12 @@ def explore(prober: Prober, parts: list[str], config: ExplorerConfig = ExplorerC
             beliefs.cannot.add((target, OPEN))
             continue
         for probe in plan:
-            moved = arm(probe.part, probe.direction, displaced)
-            if moved is None:  # a move the hand could not make: as in `simulate_exploration`
-                key = (probe.part, probe.direction)
-                unattempted[key] = unattempted.get(key, 0) + 1
-                if probe.direction == CLOSE or unattempted[key] >= 2:
-                    beliefs.cannot.add(key)
+            attempt, displaced = apply_outcome(beliefs, probe, displaced, arm(probe.part, probe.direction, displaced),
+                                               unattempted)
+            if attempt is None:  # a move the hand could not make: replan
                 break
-            attempt = Attempt(probe.part, displaced, moved, probe.direction)
-            beliefs.update(attempt)
             attempts.append(attempt)
-            if attempt.moved:
-                displaced = displaced ^ {probe.part}
-            elif probe.part == target:
+            if not attempt.moved and probe.part == target:
                 failed = sum(1 for a in attempts if a.part == target and not a.moved and a.direction == OPEN)
                 if failed >= 3:
                     beliefs.cannot.add((target, OPEN))  # it will not give: stop planning for it

@@ -343,22 +343,30 @@ def simulate_exploration(moves: MoveOutcome, parts: Sequence[str], explorer: Exp
             exhausted = True  # no move left that the robot can make
             break
         probe = explorer.choose(beliefs, displaced, rng)
-        moved = moves(probe.part, probe.direction, displaced)
-        if moved is None:  # says nothing about locks
-            key = (probe.part, probe.direction)
-            failed[key] = failed.get(key, 0) + 1
-            if probe.direction == CLOSE or failed[key] >= 2:  # an open gets a second chance
-                beliefs.cannot.add(key)
-            continue
-        attempt = Attempt(probe.part, displaced, moved, probe.direction)
-        beliefs.update(attempt)
-        attempts.append(attempt)
-        if attempt.moved:
-            displaced = displaced ^ {probe.part}
+        attempt, displaced = apply_outcome(beliefs, probe, displaced, moves(probe.part, probe.direction, displaced),
+                                           failed)
+        if attempt is not None:
+            attempts.append(attempt)
     graph = beliefs.map_graph()
     return ExplorationResult(len(attempts), graph, confident(beliefs, threshold),
                        None if truth is None else graph == {p: frozenset(truth.get(p, ())) for p in parts},
                        tuple(attempts), exhausted)
+
+
+def apply_outcome(beliefs: LockBeliefs, probe: Probe, displaced: frozenset[str], moved: bool | None,
+                  failed: dict[tuple[str, str], int]) -> tuple[Attempt | None, frozenset[str]]:
+    """Fold one probe's outcome into the beliefs; returns the attempt (None if not attempted) and
+    the new displaced set. A move that could not be attempted says nothing about locks: a close
+    is never tried again, an open after its second failure to engage (`failed` counts them)."""
+    if moved is None:
+        key = (probe.part, probe.direction)
+        failed[key] = failed.get(key, 0) + 1
+        if probe.direction == CLOSE or failed[key] >= 2:
+            beliefs.cannot.add(key)
+        return None, displaced
+    attempt = Attempt(probe.part, displaced, moved, probe.direction)
+    beliefs.update(attempt)
+    return attempt, (displaced ^ {probe.part}) if moved else displaced
 
 
 def graph_moves(graph: dict[str, Iterable[str]]) -> MoveOutcome:
