@@ -161,17 +161,20 @@ def _drawer(part, base, size, joint, mass) -> PartLayout:
     face = _front(base, part)
     panel = face - _X * PANEL_T
     grip = face - _X * HANDLE_STANDOFF
-    half_bar = min(0.04, width / 4)
+    half_bar = min(0.025, width / 7)
     shapes = [
         Shape("panel", "box", tuple(panel), (PANEL_T, width / 2, height / 2), rgba=WOOD),
         Shape("tray", "box", tuple(face + _X * depth / 2), (depth / 2, width / 2 - 0.01, height / 2 - 0.01), rgba=WOOD),
         *_bar("handle", grip - _Y * half_bar, grip + _Y * half_bar, _X * (HANDLE_STANDOFF - 2 * PANEL_T)),
     ]
-    marker_y = (width / 2 + half_bar) / 2
+    # The marker sits towards the panel's edge, well clear of the bar's end: the bar stands 4 cm
+    # proud of the panel, and seen from a camera off to the side it shifts over what is next to it.
+    marker_side = min(MARKER_SIZE, width / 2 - half_bar - 0.025)
+    marker_y = width / 2 - 0.005 - marker_side / 2
     return PartLayout(
         part, joint, "slide", -_X, panel, shapes,
         Handle(grip, _X, _Z, "grasp", 0.008),
-        Marker(panel - _X * PANEL_T + _Y * marker_y, -_X, _Z, min(MARKER_SIZE, width / 2 - half_bar - 0.01)),
+        Marker(panel - _X * PANEL_T + _Y * marker_y, -_X, _Z, marker_side),
         [panel + _Y * s * (width / 2) for s in (1, -1)] + [panel + _Z * s * (height / 2) for s in (1, -1)],
         mass,
     )
