@@ -52,6 +52,12 @@ class ProbeConfig:
     contact_force: float = 1.5  # N on the wrist that means the hand touches something (noise is ~0.3 N)
     push_contact_force: float = 0.4  # N, low-passed, along a push: touching (sensor noise 0.3 N per axis)
     slip_closure: float = 0.08  # closure jump that means the handle escaped the fingers
+    grasp_margin: float = 0.012  # m of finger opening each side of a bar on the way in
+    grasp_pitches_deg: tuple[float, ...] = (0.0, 35.0, -35.0)  # ways in to a bar, rolled about it
+    grasp_obstruction: float = 0.01  # m: a grasp's way in that stops this short hit something else
+    table_z: float = 0.0  # m: height of the work surface in the world (robot) frame, from the cell's set-up
+    table_clearance: float = 0.008  # m the hand's envelope keeps above the table
+    max_tilt_deg: float = 40.0  # how far the hand pitches up from a handle to clear the table
 
 
     def speed_steps(self, travelled: float) -> float:
@@ -104,6 +110,7 @@ class RobotIO:
         self.tracker = PartTracker(sheet.part_of_marker())
         self._last_seq: dict[str, int] = {}
         self._base_samples: list[np.ndarray] = []
+        self._secondary_views = 0
         self.T_world_base: np.ndarray | None = None
         self.state: RobotState = driver.read_state()
         self.ticks = 0
@@ -146,13 +153,23 @@ class RobotIO:
         self._track_through_calibration(observations, t)
 
     def _track_through_calibration(self, observations: list, t: float) -> None:
-        """Part markers seen by a camera that shows no base marker (a lid from above): placed
-        relative to the base through the camera's calibrated pose instead."""
+        """Part markers seen by a camera that shows no base marker the tracker can use: placed
+        relative to the base through the camera's calibrated pose instead.
+
+        The base's second marker (on its top) is itself placed through calibration once, when
+        no camera sees both base markers (a front and a top camera): from then on the tracker
+        places what a top camera sees relative to it (a lid), as it does with marker 0."""
         if self.T_world_base is None:
             return
-        base_ids = set(self.tracker.base_ids)
-        framed = {o.camera for o in observations if o.id in base_ids}
+        ref_id, sec_id = self.tracker.base_ids
         T_base_world = np.linalg.inv(self.T_world_base)
+        framed = {o.camera for o in observations if o.id == ref_id}
+        for obs in observations:  # the base's second marker, placed once through calibration
+            if obs.id == sec_id and obs.camera not in framed and obs.camera in self.T_world_cam:
+                if self._secondary_views < 50:  # the base is fixed: its first views suffice
+                    self._secondary_views += 1
+                    self.tracker.learn_secondary(T_base_world @ self.T_world_cam[obs.camera] @ obs.T_cam_marker)
+                framed.add(obs.camera)
         part_of = self.sheet.part_of_marker()
         for obs in observations:
             part = part_of.get(obs.id)
@@ -336,9 +353,20 @@ class Prober:
     def _grasp_probe(self, part: str, aff: Affordance, handle: np.ndarray, approach: np.ndarray,
                      grip_axis: np.ndarray, candidates: list[np.ndarray], record: Interaction) -> None:
         cfg = self.config
-        quat = tool_quat(approach, grip_axis)
-        self.grip = self.hand.preshape
-        self._reach(handle - approach * self.hand.grasp_offset, quat, approach)
+        self.grip = self._preshape(aff)
+        bar = np.cross(approach, grip_axis)
+        bar /= np.linalg.norm(bar)
+        for pitch in cfg.grasp_pitches_deg:  # straight in first, then rolled about the bar
+            turn = _axis_angle(bar, np.radians(pitch))
+            way_in, across = turn @ approach, turn @ grip_axis
+            target, quat = self._clear_table(handle - way_in * self.hand.grasp_offset, tool_quat(way_in, across),
+                                             handle, way_in)
+            touched = self._reach(target, quat, way_in, guarded=True)
+            if not touched or float((target - self.io.state.tcp_position) @ way_in) < cfg.grasp_obstruction:
+                break  # in place (a fingertip grazing the bar itself is fine)
+            self.move_to(self.cmd_pos - way_in * cfg.standoff, self.cmd_quat, cfg.free_speed)
+        else:
+            return  # every way in is blocked by something else: not engaged, says nothing of the part
         self.grip = 1.0
         self.wait(cfg.settle_s)
         held = self.io.state.grip  # closure on the bar: opening past it means the handle escaped
@@ -366,6 +394,15 @@ class Prober:
             self.move_to(start, quat, cfg.tug_speed)  # back where the tug began, as it was held
         else:
             _clear(record)
+
+    def _preshape(self, aff: Affordance) -> float:
+        """Closure to approach a bar with: open by the bar plus a margin each side for the
+        handle's uncertainty, no wider (wide-open fingers catch neighbouring parts)."""
+        hand = self.hand
+        if hand.opening <= 0.0:
+            return hand.preshape
+        gap = 2 * aff.radius + 2 * self.config.grasp_margin
+        return float(np.clip(1.0 - gap / hand.opening, hand.preshape, 1.0))
 
     def _comply(self, d: np.ndarray, distance: float, speed: float, held: float, record: Interaction | None,
                 start: np.ndarray | None = None, tug: bool = False) -> bool:
@@ -418,55 +455,134 @@ class Prober:
         cfg = self.config
         for d in candidates:
             record.tried.append(d)
-            handle, approach, _ = self.io.handle_world(part)
+            # every try starts from the handle as seen from the park: the directions tried so far
+            # did not move it, and views taken with the hand beside it can be partly hidden
             pos, quat = self._push_pose(aff, handle, approach, d)
             self.grip = 1.0
             press = abs(d @ approach) > 0.7
-            # A press goes in until it touches; a side push must reach its depth beside the handle
-            # untouched (a touch there means the handle is not where the hand thought).
-            touched = self._reach(pos + (approach * cfg.standoff * 0.5 if press else -d * cfg.clearance), quat,
-                                  approach, guarded=True)
-            if touched and not press:
+            # A press stops just short of the handle and the push finds it (a light button gives
+            # under less force than a guarded move's touch level); a side push must reach its
+            # depth beside the handle untouched (a touch there: the handle is not where the hand
+            # thought). A touch on the way in is something else in the hand's way.
+            touched = self._reach(pos - (approach if press else d) * (cfg.clearance + (0.01 if press else 0.0)),
+                                  quat, approach, guarded=True)
+            if touched and not (press and self._touched_handle(pos, approach, aff)):
+                # something else is in the hand's way (the table under a low handle, a neighbour):
+                # this direction cannot be tried from here, which says nothing about the part
                 self.move_to(self.cmd_pos - approach * cfg.standoff, self.cmd_quat, cfg.free_speed)
                 continue
+            handle_before = handle.copy()
             travel = self._servo_push(part, aff, d, record)
             record.moved = travel >= cfg.moved_threshold
             record.contact = "press" if press else "side"
             self.move_to(self.cmd_pos - d * cfg.clearance * 2, self.cmd_quat, cfg.tug_speed)
             self.move_to(self.cmd_pos - approach * cfg.standoff, self.cmd_quat, cfg.free_speed)
             if record.moved:
+                seen = self._seen_travel(part, handle_before)
+                # the hand's own advance while pushing can be a finger riding over the handle or
+                # the puzzle's give: where the cameras see the handle after the push, they decide
+                record.moved = seen is None or seen >= cfg.moved_threshold
+            if record.moved:
                 break
         else:
             _clear(record)
 
+    def _touched_handle(self, pos: np.ndarray, approach: np.ndarray, aff: Affordance) -> bool:
+        """Whether a press's first touch is the handle: the push back is mostly against the
+        approach and came about where the handle's front is (not the palm on the table)."""
+        state = self.io.state
+        force = np.asarray(state.wrench[:3], dtype=float)
+        along = float(-(force @ approach)) / max(float(np.linalg.norm(force)), 1e-9)
+        short = float((pos - state.tcp_position) @ approach)
+        return along > 0.7 and short < 2 * aff.radius + 0.02
+
+    def _seen_travel(self, part: str, before: np.ndarray) -> float | None:
+        """How far the cameras see the handle from `before` once the hand has backed off
+        (None when they do not see it: the hand or the part hides the marker)."""
+        since = self.io.state.t
+        self.io.hold(self.config.view_s * 0.5, grip=self.grip)
+        if not self.io.seen_since(part, since):
+            return None
+        now, _, _ = self.io.handle_world(part)
+        return float(np.linalg.norm(now - before))
+
     def _push_pose(self, aff: Affordance, handle: np.ndarray, approach: np.ndarray,
                    d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """TCP pose that puts the hand's pushing spot against the handle, pushing along `d`."""
+        """TCP pose that puts the hand's pushing spot against the handle, pushing along `d`.
+
+        The hand is turned so that its wide side lies level (it clears the table under a low
+        handle): a press rolls the hand about the approach; a side push uses the pushing spot
+        whose pose leaves the hand's wide axis most nearly horizontal.
+        """
         hand = self.hand
+        wide = np.array(hand.wide_axis, dtype=float)
         if abs(d @ approach) > 0.7:  # a press with the closed fingertips
-            quat = tool_quat(approach, np.cross(approach, np.cross([0.0, 0.0, 1.0], approach)) + 1e-9)
-            return handle - d * hand.press_reach, quat
-        push = hand.side_pushes[0]
-        axis, point = np.array(push.axis, dtype=float), np.array(push.point, dtype=float)
-        tool = np.column_stack([np.cross(axis, [0.0, 0.0, 1.0]), axis, [0.0, 0.0, 1.0]])
+            level = np.cross([0.0, 0.0, 1.0], approach)
+            if np.linalg.norm(level) < 1e-6:  # pressing straight down: any roll is level
+                level = np.array([0.0, 1.0, 0.0])
+            # tool y along `level` when the hand is widest along y, tool x along it otherwise
+            grip = level if abs(wide[1]) >= abs(wide[0]) else np.cross(approach, level)
+            return self._clear_table(handle - d * hand.press_reach, tool_quat(approach, grip), handle, approach)
         world = np.column_stack([np.cross(d, approach), d, approach])
-        rot = world @ tool.T
+        best = None
+        for push in hand.side_pushes:
+            axis, point = np.array(push.axis, dtype=float), np.array(push.point, dtype=float)
+            tool = np.column_stack([np.cross(axis, [0.0, 0.0, 1.0]), axis, [0.0, 0.0, 1.0]])
+            rot = world @ tool.T
+            tilt = abs(float((rot @ wide)[2]))
+            if best is None or tilt < best[0] - 1e-6:
+                best = (tilt, rot, point)
+        _, rot, point = best
         depth = min(-point[2], 0.02 - hand.press_reach)
         offset = approach * depth - d * aff.radius - rot @ (point * [1.0, 1.0, 0.0])
-        return handle + offset, quat_from_matrix(rot)
+        return self._clear_table(handle + offset, quat_from_matrix(rot), handle - d * aff.radius, approach)
+
+    def _clear_table(self, pos: np.ndarray, quat: np.ndarray, pivot: np.ndarray,
+                     approach: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pitch the hand about `pivot` (where it touches the handle), back end up, until its
+        envelope clears the table; a handle high enough keeps the pose as it is."""
+        cfg = self.config
+        points = np.array(self.hand.envelope, dtype=float).reshape(-1, 3)
+        axis = np.cross(approach, [0.0, 0.0, 1.0])
+        if len(points) == 0 or np.linalg.norm(axis) < 1e-6:
+            return pos, quat
+        axis /= np.linalg.norm(axis)
+        rot = _matrix(quat)
+        floor = cfg.table_z + cfg.table_clearance
+        best = (float(np.min((pos + points @ rot.T)[:, 2])), pos, quat)
+        for tilt in np.radians(np.arange(5.0, cfg.max_tilt_deg + 1e-9, 5.0)):
+            if best[0] >= floor:
+                break
+            for sign in (1.0, -1.0):
+                turn = _axis_angle(axis, sign * tilt)
+                p, r = pivot + turn @ (pos - pivot), turn @ rot
+                low = float(np.min((p + points @ r.T)[:, 2]))
+                if low > best[0]:
+                    best = (low, p, quat_from_matrix(r))
+        return best[1], best[2]
 
     def _servo_push(self, part: str, aff: Affordance, d: np.ndarray, record: Interaction) -> float:
-        """Push along `d`, re-aimed at the handle's tracked motion; returns the handle's travel (m)."""
+        """Push along `d`, re-aimed at the handle's tracked motion; returns the handle's travel (m).
+
+        The push turns ahead along a curved path (the last turn of the tracked motion is
+        extrapolated) and yields to force across it in the face's plane, so a crank pushed
+        round its arc slides along the fingers instead of jamming against its axle.
+        """
         cfg, io = self.config, self.io
-        start, _, _ = io.handle_world(part)
+        start, approach, _ = io.handle_world(part)
         last_seen, tangent = start.copy(), d.copy()
+        last_step: np.ndarray | None = None
         over, travelled, in_contact, pushing = 0, 0.0, 0.0, 0.0
         speed = cfg.tug_speed
         previous = io.state.tcp_position.copy()
         hand_start = previous.copy()
         _clear(record)  # keep only the motion of the direction that works
+        across_face = np.eye(3) - np.outer(approach, approach)  # keep the push's depth
         for _ in range(int(np.ceil(cfg.max_travel / (cfg.tug_speed * self.period))) + 100):
-            self.cmd_pos = self.cmd_pos + tangent * speed * self.period
+            state = io.state
+            force = np.zeros(3) if state.wrench is None else np.asarray(state.wrench[:3], dtype=float)
+            across = across_face @ (force - (force @ tangent) * tangent)
+            self.cmd_pos = self.cmd_pos + tangent * speed * self.period + cfg.admittance * across * self.period
             state = self._tick()
             wrench = np.zeros(6) if state.wrench is None else np.asarray(state.wrench, dtype=float)
             record.append(state, self.cmd_pos)
@@ -481,10 +597,11 @@ class Prober:
             if travelled >= cfg.moved_threshold:
                 speed = cfg.speed_steps(travelled)
             step = now - last_seen
-            if np.linalg.norm(step) > 0.008:  # re-aim along the handle's own motion
-                tangent = 0.5 * tangent + 0.5 * step / np.linalg.norm(step)
-                tangent /= np.linalg.norm(tangent)
-                last_seen = now
+            if np.linalg.norm(step) > 0.008:  # re-aim along the handle's own motion, turning ahead
+                step = step / np.linalg.norm(step)
+                ahead = step if last_step is None else step + 0.5 * (step - last_step)
+                tangent = ahead / np.linalg.norm(ahead)
+                last_seen, last_step = now, step
             resisting = -(wrench[:3] @ tangent)
             over = over + 1 if resisting > cfg.force_limit else 0
             record.engaged = record.engaged or over > 0
@@ -502,6 +619,18 @@ class Prober:
 def _clear(record: Interaction) -> None:
     for series in (record.times, record.commanded, record.tcp_positions, record.tcp_quaternions, record.wrenches):
         series.clear()
+
+
+def _matrix(quat: np.ndarray) -> np.ndarray:
+    mat = np.zeros(9)
+    mujoco.mju_quat2Mat(mat, quat)
+    return mat.reshape(3, 3)
+
+
+def _axis_angle(axis: np.ndarray, angle: float) -> np.ndarray:
+    quat = np.zeros(4)
+    mujoco.mju_axisAngle2Quat(quat, axis, angle)
+    return _matrix(quat)
 
 
 def _world_to_local(quat: np.ndarray, omega: np.ndarray) -> np.ndarray:

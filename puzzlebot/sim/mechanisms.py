@@ -274,20 +274,25 @@ def _lever(part, base, size, joint, mass) -> PartLayout:
     )
 
 
+KNOB_CRANK_RADIUS = 0.006  # m
+
+
 def _knob(part, base, size, joint, mass) -> PartLayout:
     (radius,) = size
     center = _front(base, part, standoff=0.012)
-    crank = center + _Z * radius * 0.75
+    # The crank stands at the rim, clear of the marker's whole plate: a dark crank touching the
+    # black square merges with it in the image and the marker is lost at some dial angles.
+    crank = center + _Z * radius * 0.9
     crank_out = crank - _X * 0.045
     shapes = [
         Shape("dial", "cylinder", tuple(center), (radius, 0.010), zaxis=(1, 0, 0), rgba=WOOD),
-        Shape("crank", "capsule", fromto=(*crank, *crank_out), size=(0.009,), rgba=RED),
+        Shape("crank", "capsule", fromto=(*crank, *crank_out), size=(KNOB_CRANK_RADIUS,), rgba=RED),
     ]
     rim = [center + r * radius for r in (_Y, -_Y, -_Z)]
     return PartLayout(
         part, joint, "hinge", -_X, center, shapes,
-        Handle(crank_out + _X * 0.012, _X, _Y, "push", 0.009),
-        Marker(center - _X * 0.011, -_X, _Z, radius * 1.1),
+        Handle(crank_out + _X * 0.012, _X, _Y, "push", KNOB_CRANK_RADIUS),
+        Marker(center - _X * 0.011, -_X, _Z, radius * 0.95),
         rim,
         mass,
     )

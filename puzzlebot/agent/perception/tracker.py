@@ -168,7 +168,7 @@ class PartTracker:
         seen = {obs.id: obs for obs in camera_obs if obs.id in self.base_ids}
         ref, sec = seen.get(ref_id), seen.get(sec_id)
         if ref is not None and sec is not None:
-            self._learn_secondary(np.linalg.inv(ref.T_cam_marker) @ sec.T_cam_marker)
+            self.learn_secondary(np.linalg.inv(ref.T_cam_marker) @ sec.T_cam_marker)
         use_sec = sec is not None and self.T_ref_secondary is not None and (
             ref is None or _uncertainty(sec) < _uncertainty(ref))
         if use_sec:
@@ -178,8 +178,11 @@ class PartTracker:
             return ref_id, np.linalg.inv(ref.T_cam_marker)
         return None
 
-    def _learn_secondary(self, T: np.ndarray) -> None:
-        """Running mean of the fixed transform ref -> secondary (rotation by averaged quaternions)."""
+    def learn_secondary(self, T: np.ndarray) -> None:
+        """Running mean of the fixed transform ref -> secondary (rotation by averaged quaternions).
+
+        Fed by images showing both base markers, or by the caller from calibrated cameras when
+        no camera sees both (a front camera and a top camera)."""
         self._secondary_samples.append(T)
         samples = self._secondary_samples = self._secondary_samples[-SECONDARY_SAMPLES:]
         quats = np.array([quat_from_matrix(s[:3, :3]) for s in samples])

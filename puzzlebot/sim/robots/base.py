@@ -58,6 +58,15 @@ class HandGeometry:
     """How far short of a handle, along the approach, the TCP stops before the hand closes, m."""
     max_speed: float = 0.5
     """Fastest TCP speed scripted skills command in free space, m/s."""
+    wide_axis: tuple[float, float, float] = (0.0, 1.0, 0.0)
+    """Tool-frame direction in which the hand behind the fingertips is widest: kept level, it
+    clears the table under a low handle."""
+    opening: float = 0.0
+    """Gap between the fully open fingers, m, shrinking linearly with closure; 0 if not linear
+    (a grasp then approaches with `preshape`)."""
+    envelope: tuple[tuple[float, float, float], ...] = ()
+    """Tool-frame points bounding the hand behind its fingers (palm and wrist corners): a skill
+    tilts the hand until they clear the table; empty means unchecked."""
 
 
 class ArmController(abc.ABC):

@@ -25,6 +25,8 @@ from puzzlebot.sim.robots.base import (
 )
 
 PREFIX = "gripper/"
+PALM_Z, PALM_HALF = -0.065, (0.025, 0.06, 0.02)  # tool frame, m: the palm box behind the fingers
+WRIST_Z, WRIST_RADIUS, WRIST_HALF_LENGTH = -0.12, 0.03, 0.035  # the wrist cylinder behind the palm
 
 
 @dataclass(frozen=True)
@@ -60,10 +62,10 @@ class FloatingGripper(RobotModel):
         palm = scene.worldbody.add_body(name=f"{PREFIX}palm", pos=home_pos, quat=home_quat)
         palm.add_freejoint(name=f"{PREFIX}free")
         bits = dict(contype=ROBOT_BIT, conaffinity=STATIC_BIT | PART_BIT)
-        palm.add_geom(name=f"{PREFIX}palm", type=mujoco.mjtGeom.mjGEOM_BOX, pos=[0, 0, -0.065],
-                      size=[0.025, 0.06, 0.02], mass=cfg.palm_mass, rgba=[0.2, 0.2, 0.22, 1], **bits)
-        palm.add_geom(name=f"{PREFIX}wrist", type=mujoco.mjtGeom.mjGEOM_CYLINDER, pos=[0, 0, -0.12],
-                      size=[0.03, 0.035, 0], mass=0.2, rgba=[0.3, 0.3, 0.33, 1], **bits)
+        palm.add_geom(name=f"{PREFIX}palm", type=mujoco.mjtGeom.mjGEOM_BOX, pos=[0, 0, PALM_Z],
+                      size=list(PALM_HALF), mass=cfg.palm_mass, rgba=[0.2, 0.2, 0.22, 1], **bits)
+        palm.add_geom(name=f"{PREFIX}wrist", type=mujoco.mjtGeom.mjGEOM_CYLINDER, pos=[0, 0, WRIST_Z],
+                      size=[WRIST_RADIUS, WRIST_HALF_LENGTH, 0], mass=0.2, rgba=[0.3, 0.3, 0.33, 1], **bits)
         palm.add_site(name=f"{PREFIX}tcp", size=[0.006, 0, 0], rgba=[1, 0.5, 0, 1], group=4)
         for side, sign in (("left", 1.0), ("right", -1.0)):
             finger = palm.add_body(name=f"{PREFIX}{side}_finger", pos=[0, sign * (cfg.finger_travel + 0.006), 0])
@@ -100,13 +102,26 @@ class FloatingGripper(RobotModel):
         return GripperController(model, data, self)
 
 
+def _envelope() -> tuple[tuple[float, float, float], ...]:
+    """Corners of the palm box and of the wrist cylinder's bounding box, tool frame."""
+    slabs = ((PALM_Z + PALM_HALF[2], PALM_HALF[0], PALM_HALF[1]), (PALM_Z - PALM_HALF[2], PALM_HALF[0], PALM_HALF[1]),
+             (WRIST_Z - WRIST_HALF_LENGTH, WRIST_RADIUS, WRIST_RADIUS))
+    return tuple((sx * hx, sy * hy, z) for z, hx, hy in slabs for sx in (1.0, -1.0) for sy in (1.0, -1.0))
+
+
 class GripperController(ArmController):
     joint_names = (f"{PREFIX}left_finger", f"{PREFIX}right_finger")
     # Closed fingers: box tips reach 1.5 cm past the TCP and are 2 x 6 mm thick around it, so
     # their +y face pushes sideways (the finger geoms in `FloatingGripper.attach`); grasps
     # start fully open; NOTES.md: 0.5 m/s in free space worked.
-    hand = HandGeometry(press_reach=0.015, side_pushes=(SidePush(point=(0.0, 0.012, 0.0)),), preshape=0.0,
-                        grasp_offset=0.0, max_speed=0.5)
+    # The fingers' 1.2 cm faces across (tool x) push too: the palm (12 cm along tool y) then
+    # lies level while pushing a low handle up or down.
+    hand = HandGeometry(press_reach=0.015,
+                        side_pushes=(SidePush(point=(0.0, 0.012, 0.0)),
+                                     SidePush(point=(0.012, 0.0, 0.0), axis=(1.0, 0.0, 0.0))),
+                        preshape=0.0, grasp_offset=0.0, max_speed=0.5, wide_axis=(0.0, 1.0, 0.0),
+                        opening=2 * GripperConfig().finger_travel,
+                        envelope=_envelope())
 
     def __init__(self, model: mujoco.MjModel, data: mujoco.MjData, robot: FloatingGripper):
         self.model, self.data, self.robot = model, data, robot
