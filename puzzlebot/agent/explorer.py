@@ -1,7 +1,7 @@
 """Explore an unseen puzzle with the arm: probe parts until the lock graph is known.
 
 The loop is `locks.simulate_exploration`, the same one the logic-level tests run, with the
-arm as the world: each step asks the lock beliefs (`agent.locks`) which part to open or close next — by
+arm as the world: each step asks the lock beliefs (`agent.locks`) which part to test, open or close next — by
 expected information gain (active) or uniformly among the feasible moves (random, the
 baseline) — performs it with the `Prober` through the driver, and feeds the outcome back.
 Everything the probes recorded is kept for model building (`agent.model_building`).
@@ -19,6 +19,7 @@ import numpy as np
 from puzzlebot.agent.locks import (
     CLOSE,
     OPEN,
+    TEST,
     ActiveExplorer,
     Attempt,
     ExplorationResult,
@@ -45,6 +46,7 @@ class ExplorerConfig:
     horizon: int = 3  # probes the active explorer plans ahead
     slip: float = 0.05  # assumed probability that a probe's outcome misreports the lock state
     allow_close: bool = False  # probe by bringing parts back too (see `explore`)
+    allow_test: bool = True  # probe by moving parts a little and leaving them (see `locks` and `Prober.probe`)
     locked_prior: tuple[tuple[str, float], ...] = (("grasp", 1.0), ("push", 0.3))
     """Prior odds, per handle kind, that a part has a blocker: drawers, doors and lids (grasped) are
     the usual locked parts, bolts, levers, knobs and buttons the usual blockers. Opening only,
@@ -85,13 +87,16 @@ class _ArmMoves:
         self.prober, self.on_probe = prober, on_probe
         self.interactions: list[Interaction] = []
         self.opened_along: dict[str, np.ndarray] = {}  # last direction that opened each part
+        self.gave_along: dict[str, np.ndarray] = {}  # direction each part last gave to (open or test)
 
     def __call__(self, part: str, direction: str, displaced: frozenset[str]) -> bool | None:
-        hint, handle = self._closing_move(part) if direction == CLOSE else (None, None)
+        hint, handle = self._closing_move(part) if direction == CLOSE else (self.gave_along.get(part), None)
         interaction = self.prober.probe(part, direction, hint=hint, handle=handle)
         if not interaction.attempted:
             return None
         self.interactions.append(interaction)
+        if interaction.moved and interaction.tried and direction in (OPEN, TEST):
+            self.gave_along[part] = interaction.tried[-1]  # try that way first next time
         if interaction.moved and direction == OPEN and len(interaction.tcp_positions) >= 2:
             self.opened_along[part] = _final_direction(np.asarray(interaction.tcp_positions))
         if self.on_probe is not None:
@@ -159,7 +164,9 @@ def explore(prober: Prober, parts: list[str], config: ExplorerConfig = ExplorerC
     Closing moves are off by default: in the emulator a blocker slides back while the part it
     blocked is open (the lock logic's abstraction says it cannot), and re-grasping a door swung
     open misses its handle by a centimetre or more; both turn closes into false lock evidence.
-    Opening only, the explorer stops when nothing more can be told apart (`nothing_to_learn`).
+    Tests (move a part a few millimetres, leave it in its start region) ask whether a part gives
+    without giving anything up, so every "does X block Y" can be asked while X is in place.
+    Without closes, the explorer stops when nothing more can be told apart (`nothing_to_learn`).
     """
     chooser = _Timed(ActiveExplorer(horizon=config.horizon) if config.strategy == "active" else RandomExplorer())
     odds = dict(config.locked_prior)
@@ -167,6 +174,8 @@ def explore(prober: Prober, parts: list[str], config: ExplorerConfig = ExplorerC
     beliefs = LockBeliefs(parts, slip=config.slip, size_prior={p: odds.get(modes[p], 0.3) for p in parts})
     if not config.allow_close:
         beliefs.cannot.update((part, CLOSE) for part in parts)
+    if not config.allow_test:
+        beliefs.cannot.update((part, TEST) for part in parts)
     arm = _ArmMoves(prober, on_probe)
     t0 = prober.io.state.t
     result = simulate_exploration(arm, parts, chooser, np.random.default_rng(config.seed), config.max_probes,
@@ -207,7 +216,7 @@ def explore(prober: Prober, parts: list[str], config: ExplorerConfig = ExplorerC
 def _displaced_after(attempts: list[Attempt]) -> frozenset[str]:
     displaced: frozenset[str] = frozenset()
     for attempt in attempts:
-        if attempt.moved:
+        if attempt.moved and attempt.direction != TEST:
             displaced = displaced ^ {attempt.part}
     return displaced
 

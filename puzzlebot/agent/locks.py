@@ -14,6 +14,12 @@ state): each lock's range holds the blocker's start and releases well before its
 band of the blocker's travel (its locked range covering the far end), or whose blocker starts
 outside its locked range, is not representable, nor is a goal needing a part half-way.
 
+A probe can also "test" a part in place: move it a little and let it be (a tug of a
+centimetre, a press of a few millimetres: well inside the travel over which a part blocks
+others). Its outcome says what an open's would (does B give in state D?) but the state does not
+change, so nothing is given up for good: with parts that cannot be brought back, tests are how
+"does X block Y" is asked before X is opened.
+
 The hypotheses for B are the sets of other parts (at most `max_blockers`); smaller sets are a
 priori more likely. Outcomes are noisy (a grasp can slip, a push can miss) with probability
 `slip` either way, so a contradicting outcome lowers a hypothesis instead of killing it. An
@@ -47,12 +53,14 @@ import numpy as np
 
 OPEN = "open"
 CLOSE = "close"
+TEST = "test"  # move a part a little and leave it in its start region (see the module docstring)
 MAX_PARTS = 62  # the displaced set and blocker sets are bit masks in int64
 
 
 @dataclass(frozen=True)
 class Probe:
-    """Try to move `part`: "open" moves it away from its start, "close" brings it back."""
+    """Try to move `part`: "open" moves it away from its start, "close" brings it back, "test"
+    moves it a little and leaves it where it started."""
 
     part: str
     direction: str = OPEN
@@ -178,7 +186,7 @@ def confident(beliefs: LockBeliefs, threshold: float = 0.95) -> bool:
 # ---------------------------------------------------------------------- choosing probes
 
 def next_probe(beliefs: LockBeliefs, displaced: frozenset[str], rng: np.random.Generator | None = None,
-               horizon: int = 3, discount: float = 0.9) -> Probe:
+               horizon: int = 3, discount: float = 0.9, test_gain: float = 0.02) -> Probe:
     """The active explorer's move: the first probe of the best `horizon`-step plan.
 
     A plan's value is the expected information gain about the whole lock graph summed over its
@@ -195,23 +203,38 @@ def next_probe(beliefs: LockBeliefs, displaced: frozenset[str], rng: np.random.G
         rng: tie-breaking among equally good probes; None picks the first.
         horizon: probes planned ahead (1 is greedy); a decision updates the beliefs about (2n)^(horizon-1) times.
         discount: weight of each later probe's gain relative to the one before.
+        test_gain: tests expected to tell more than this (nats) come before any move; a second
+            test of what one test already showed tells about 0.01.
     """
     state = beliefs._bits(displaced)
     post = np.exp(beliefs._logp)
     q, cache = _move_probs(beliefs, post, state)
-    if all((part, CLOSE) in beliefs.cannot for part in beliefs.parts):
+    if all((part, CLOSE) in beliefs.cannot and (part, TEST) in beliefs.cannot for part in beliefs.parts):
         # Opening only, the state only grows: a plan's later probes would be valued without the
         # information each open gives up for good, so plans would put off every open forever.
         horizon = 1
-    values = np.array([-np.inf if _move(part, displaced) in beliefs.cannot
-                       else _action_value(beliefs, post, state, i, q, cache, horizon, discount)
-                       for i, part in enumerate(beliefs.parts)])
-    net = values - _irreversible_loss(beliefs, displaced, q, cache)
-    if net.max() > 1e-3:  # an informative move that costs less than it gives
+    actions = _actions(beliefs, state)
+    if not actions:
+        raise ValueError("no probe left that the robot can make")
+    tests = [i for i, test in actions if test]
+    moves = [i for i, test in actions if not test]
+    if tests:
+        # A test changes nothing and gives nothing up: ask what can be asked in this state first
+        # (in a plan, a test would put a costly open off forever, for its discounted value).
+        gains = np.asarray(_gain(q[tests], beliefs.slip))
+        if gains.max() > test_gain or not moves:
+            best = np.flatnonzero(gains >= gains.max() - 1e-9)
+            return Probe(beliefs.parts[tests[int(best[0] if rng is None else rng.choice(best))]], TEST)
+    # A move that tells nothing and most likely leaves the state as it is would only be valued
+    # for the probes after it, which can be made without it: not a candidate.
+    useful = [i for i in moves if _gain(q[i], beliefs.slip) > test_gain or q[i] > 2 * beliefs.slip]
+    moves = useful or moves
+    values = np.array([_action_value(beliefs, post, state, i, False, q, cache, horizon, discount) for i in moves])
+    net = values - _irreversible_loss(beliefs, displaced, q, cache)[moves]
+    if net.max() > test_gain:  # an informative move that costs clearly less than it gives
         values = net  # else the irreversible move is the only way on: take the most informative
     best = np.flatnonzero(values >= values.max() - 1e-9)
-    i = int(best[0] if rng is None else rng.choice(best))
-    part = beliefs.parts[i]
+    part = beliefs.parts[moves[int(best[0] if rng is None else rng.choice(best))]]
     return Probe(part, CLOSE if part in displaced else OPEN)
 
 
@@ -246,8 +269,8 @@ def nothing_to_learn(beliefs: LockBeliefs, displaced: frozenset[str], horizon: i
     state = beliefs._bits(displaced)
     post = np.exp(beliefs._logp)
     q, cache = _move_probs(beliefs, post, state)
-    values = [_action_value(beliefs, post, state, i, q, cache, horizon, 0.9)
-              for i, part in enumerate(beliefs.parts) if _move(part, displaced) not in beliefs.cannot]
+    values = [_action_value(beliefs, post, state, i, test, q, cache, horizon, 0.9)
+              for i, test in _actions(beliefs, state)]
     return not values or max(values) < eps
 
 
@@ -257,10 +280,15 @@ def _move(part: str, displaced: frozenset[str]) -> tuple[str, str]:
 
 
 def random_probe(rng: np.random.Generator, beliefs: LockBeliefs, displaced: frozenset[str]) -> Probe:
-    """The baseline: a uniformly random feasible move (open a part in place, or close a displaced one)."""
-    feasible = [p for p in beliefs.parts if _move(p, displaced) not in beliefs.cannot]
-    part = feasible[int(rng.integers(len(feasible)))]
-    return Probe(part, CLOSE if part in displaced else OPEN)
+    """The baseline: a uniformly random feasible probe (open or test a part in place, close a displaced one)."""
+    feasible = probes_allowed(beliefs, displaced)
+    return feasible[int(rng.integers(len(feasible)))]
+
+
+def probes_allowed(beliefs: LockBeliefs, displaced: frozenset[str]) -> list[Probe]:
+    """Every probe the robot can make in state `displaced` (none of `beliefs.cannot`)."""
+    return [Probe(beliefs.parts[i], TEST if test else _move(beliefs.parts[i], displaced)[1])
+            for i, test in _actions(beliefs, beliefs._bits(displaced))]
 
 
 class Explorer(Protocol):
@@ -339,7 +367,7 @@ def simulate_exploration(moves: MoveOutcome, parts: Sequence[str], explorer: Exp
         if beliefs.cannot and nothing_to_learn(beliefs, displaced):
             exhausted = True  # what is left cannot be told apart any more (see `nothing_to_learn`)
             break
-        if all(_move(p, displaced) in beliefs.cannot for p in beliefs.parts):
+        if not probes_allowed(beliefs, displaced):
             exhausted = True  # no move left that the robot can make
             break
         probe = explorer.choose(beliefs, displaced, rng)
@@ -366,7 +394,7 @@ def apply_outcome(beliefs: LockBeliefs, probe: Probe, displaced: frozenset[str],
         return None, displaced
     attempt = Attempt(probe.part, displaced, moved, probe.direction)
     beliefs.update(attempt)
-    return attempt, (displaced ^ {probe.part}) if moved else displaced
+    return attempt, (displaced ^ {probe.part}) if moved and probe.direction != TEST else displaced
 
 
 def graph_moves(graph: dict[str, Iterable[str]]) -> MoveOutcome:
@@ -375,7 +403,7 @@ def graph_moves(graph: dict[str, Iterable[str]]) -> MoveOutcome:
 
     def moves(part: str, direction: str, displaced: frozenset[str]) -> bool:
         _check(part, direction, displaced)
-        if direction == OPEN:
+        if direction in (OPEN, TEST):
             return blockers[part] <= displaced
         return not any(part in blockers[other] for other in displaced)
 
@@ -437,9 +465,10 @@ def _h2(q):
     return -(q * np.log(q) + (1 - q) * np.log(1 - q))
 
 
-def _action_value(b: LockBeliefs, post: np.ndarray, state: int, i: int, q: np.ndarray, blocks: np.ndarray,
-                  horizon: int, discount: float) -> float:
-    """Expected gain of probing part i now, then acting optimally for horizon - 1 more probes."""
+def _action_value(b: LockBeliefs, post: np.ndarray, state: int, i: int, test: bool, q: np.ndarray,
+                  blocks: np.ndarray, horizon: int, discount: float) -> float:
+    """Expected gain of probing part i now (moving it, or testing it if `test`), then acting
+    optimally for horizon - 1 more probes."""
     value = float(_gain(q[i], b.slip))
     if horizon <= 1:
         return value
@@ -447,30 +476,37 @@ def _action_value(b: LockBeliefs, post: np.ndarray, state: int, i: int, q: np.nd
         if prob < 2 * b.slip:
             continue  # most likely a slip: planning on from it would chase noise (see `next_probe`)
         child = _updated(b, post, i, state, moved, blocks)
-        child_state = state ^ (1 << i) if moved else state
+        child_state = state ^ (1 << i) if moved and not test else state
         cq, cblocks = _move_probs(b, child, child_state)
-        allowed = _allowed(b, child_state)
-        if not allowed.any():
+        actions = _actions(b, child_state)
+        if not actions:
             continue
         if horizon == 2:
-            best = float(_gain(cq, b.slip)[allowed].max())
+            best = float(_gain(cq, b.slip)[[j for j, _ in actions]].max())
         else:
-            best = max(_action_value(b, child, child_state, j, cq, cblocks, horizon - 1, discount)
-                       for j in np.flatnonzero(allowed))
+            best = max(_action_value(b, child, child_state, j, t, cq, cblocks, horizon - 1, discount)
+                       for j, t in actions)
         value += discount * prob * best
     return value
 
 
-def _allowed(b: LockBeliefs, state: int) -> np.ndarray:
-    """Which parts' feasible probe in `state` (bits) the robot can make (not in `b.cannot`)."""
-    if not b.cannot:
-        return np.ones(len(b.parts), dtype=bool)
-    return np.array([((part, CLOSE if (state >> i) & 1 else OPEN) not in b.cannot) for i, part in enumerate(b.parts)])
+def _actions(b: LockBeliefs, state: int) -> list[tuple[int, bool]]:
+    """The probes the robot can make in `state` (bits), as (part index, is a test): each part's
+    move (close if displaced, else open) and, for a part in place that cannot be brought back,
+    its test (one that can is tested by opening and closing it); none of `b.cannot`."""
+    out = []
+    for i, part in enumerate(b.parts):
+        displaced = bool((state >> i) & 1)
+        if (part, CLOSE if displaced else OPEN) not in b.cannot:
+            out.append((i, False))
+        if not displaced and (part, TEST) not in b.cannot and (part, CLOSE) in b.cannot:
+            out.append((i, True))
+    return out
 
 
 def _check(part: str, direction: str, displaced: frozenset[str]) -> None:
-    if direction not in (OPEN, CLOSE):
-        raise ValueError(f"direction must be {OPEN!r} or {CLOSE!r}, got {direction!r}")
+    if direction not in (OPEN, CLOSE, TEST):
+        raise ValueError(f"direction must be {OPEN!r}, {CLOSE!r} or {TEST!r}, got {direction!r}")
     if (direction == CLOSE) != (part in displaced):
         where = "displaced" if part in displaced else "at its start"
         raise ValueError(f"cannot {direction} {part!r}: it is {where}")

@@ -52,6 +52,8 @@ class ProbeConfig:
     contact_force: float = 1.5  # N on the wrist that means the hand touches something (noise is ~0.3 N)
     push_contact_force: float = 0.4  # N, low-passed, along a push: touching (sensor noise 0.3 N per axis)
     slip_closure: float = 0.08  # closure jump that means the handle escaped the fingers
+    test_push: float = 0.005  # m a side push gives before a test calls the part free (a bolt blocks for >= 13 mm)
+    test_press: float = 0.003  # m a press gives before a test calls it free (a button blocks for >= 3.6 mm)
     grasp_margin: float = 0.012  # m of finger opening each side of a bar on the way in
     grasp_pitches_deg: tuple[float, ...] = (0.0, 35.0, -35.0)  # ways in to a bar, rolled about it
     grasp_obstruction: float = 0.01  # m: a grasp's way in that stops this short hit something else
@@ -277,11 +279,17 @@ class Prober:
     # ------------------------------------------------------------------ probes
     def probe(self, part: str, direction: str = "open", hint: np.ndarray | None = None,
               handle: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None) -> Interaction:
-        """Try to move `part` away from (open) or back to (close) where it started.
+        """Try to move `part` away from (open) or back to (close) where it started, or test it.
+
+        A test ("test") finds out whether the part gives without moving it far: a grasped part
+        is tugged `tug_distance` and brought back, a pushed one is pushed until it has given
+        `test_push` (`test_press` for a press) under `tug_force`, and left there. That stays
+        inside the first part of a blocker's travel, over which it still blocks. Its verdict is
+        the hand's (the cameras do not resolve a few millimetres along their line of sight).
 
         Args:
             part: a part on the marker sheet.
-            direction: "open" or "close".
+            direction: "open", "close" or "test".
             hint: a direction (world) to try first, e.g. the reverse of the motion that opened it.
             handle: the handle's point, approach and grip axis (world) if the caller knows them
                 better than the cameras (from the fitted joint); the tracked marker otherwise.
@@ -304,10 +312,11 @@ class Prober:
         if not candidates:
             record.attempted = False
             return record
+        test = direction == "test"
         if aff.mode == "grasp":
-            self._grasp_probe(part, aff, handle, approach, grip_axis, candidates, record)
+            self._grasp_probe(part, aff, handle, approach, grip_axis, candidates, record, test)
         else:
-            self._push_probe(part, aff, handle, approach, candidates, record)
+            self._push_probe(part, aff, handle, approach, candidates, record, test)
         record.attempted = record.attempted and record.engaged  # re-judged by the cameras below
         self.park()
         parked = self.io.state.t
@@ -315,9 +324,11 @@ class Prober:
         if self.io.seen_since(part, parked):  # the cameras have the last word once the hand is away
             end, _, _ = self.io.handle_world(part)
             record.handle_end = end
-            record.travel = float(np.linalg.norm(end - handle))
-            record.moved = record.travel >= self.config.moved_threshold
-            record.attempted = record.attempted or record.moved  # a light part slides without a felt push
+            seen = float(np.linalg.norm(end - handle))
+            if not test:
+                record.travel = seen
+                record.moved = seen >= self.config.moved_threshold
+            record.attempted = record.attempted or seen >= self.config.moved_threshold  # slid without a felt push
         return record
 
     def park(self) -> None:
@@ -351,7 +362,8 @@ class Prober:
         return out
 
     def _grasp_probe(self, part: str, aff: Affordance, handle: np.ndarray, approach: np.ndarray,
-                     grip_axis: np.ndarray, candidates: list[np.ndarray], record: Interaction) -> None:
+                     grip_axis: np.ndarray, candidates: list[np.ndarray], record: Interaction,
+                     test: bool = False) -> None:
         cfg = self.config
         self.grip = self._preshape(aff)
         bar = np.cross(approach, grip_axis)
@@ -381,6 +393,11 @@ class Prober:
             gave = self._comply(d, cfg.tug_distance, cfg.tug_speed, held, record=record, tug=True)
             if self.slipped and not gave:  # lost the handle: later tugs would pull on nothing
                 record.engaged = False
+                break
+            if gave and test:  # it gives this way: bring it back and let go
+                record.moved, record.contact = True, "grasp"
+                record.travel = float(np.linalg.norm(self.io.state.tcp_position - start))
+                self.move_to(start, self.cmd_quat, cfg.tug_speed)
                 break
             if gave:
                 self._comply(d, cfg.max_travel, cfg.follow_speed, held, record=record, start=start)
@@ -451,7 +468,7 @@ class Prober:
         return False
 
     def _push_probe(self, part: str, aff: Affordance, handle: np.ndarray, approach: np.ndarray,
-                    candidates: list[np.ndarray], record: Interaction) -> None:
+                    candidates: list[np.ndarray], record: Interaction, test: bool = False) -> None:
         cfg = self.config
         for d in candidates:
             record.tried.append(d)
@@ -472,12 +489,17 @@ class Prober:
                 self.move_to(self.cmd_pos - approach * cfg.standoff, self.cmd_quat, cfg.free_speed)
                 continue
             handle_before = handle.copy()
-            travel = self._servo_push(part, aff, d, record)
-            record.moved = travel >= cfg.moved_threshold
+            if test:
+                limit = cfg.test_press if press else cfg.test_push
+                record.travel = self._servo_push(part, aff, d, record, give_limit=limit)
+                record.moved = record.travel >= limit
+            else:
+                record.travel = self._servo_push(part, aff, d, record)
+                record.moved = record.travel >= cfg.moved_threshold
             record.contact = "press" if press else "side"
             self.move_to(self.cmd_pos - d * cfg.clearance * 2, self.cmd_quat, cfg.tug_speed)
             self.move_to(self.cmd_pos - approach * cfg.standoff, self.cmd_quat, cfg.free_speed)
-            if record.moved:
+            if record.moved and not test:
                 seen = self._seen_travel(part, handle_before)
                 # the hand's own advance while pushing can be a finger riding over the handle or
                 # the puzzle's give: where the cameras see the handle after the push, they decide
@@ -561,8 +583,12 @@ class Prober:
                     best = (low, p, quat_from_matrix(r))
         return best[1], best[2]
 
-    def _servo_push(self, part: str, aff: Affordance, d: np.ndarray, record: Interaction) -> float:
+    def _servo_push(self, part: str, aff: Affordance, d: np.ndarray, record: Interaction,
+                    give_limit: float | None = None) -> float:
         """Push along `d`, re-aimed at the handle's tracked motion; returns the handle's travel (m).
+
+        With `give_limit` (a test) it returns the hand's advance while pushing under `tug_force`
+        and stops once that reaches the limit.
 
         The push turns ahead along a curved path (the last turn of the tracked motion is
         extrapolated) and yields to force across it in the face's plane, so a crank pushed
@@ -572,7 +598,8 @@ class Prober:
         start, approach, _ = io.handle_world(part)
         last_seen, tangent = start.copy(), d.copy()
         last_step: np.ndarray | None = None
-        over, travelled, in_contact, pushing = 0, 0.0, 0.0, 0.0
+        over, travelled, in_contact, pushing, gave = 0, 0.0, 0.0, 0.0, 0.0
+        first_touch: int | None = None
         speed = cfg.tug_speed
         previous = io.state.tcp_position.copy()
         hand_start = previous.copy()
@@ -589,8 +616,15 @@ class Prober:
             # Low-passed push force along the motion: a free bolt resists with well under a newton.
             pushing = 0.8 * pushing + 0.2 * float(-(wrench[:3] @ tangent))
             if pushing > cfg.push_contact_force:  # the hand advanced while pushing on something
-                in_contact += float((state.tcp_position - previous) @ tangent)
+                first_touch = len(record.times) - 1 if first_touch is None else first_touch
+                advance = float((state.tcp_position - previous) @ tangent)
+                in_contact += advance
                 record.engaged = True
+                if give_limit is not None and pushing < cfg.tug_force:
+                    gave += advance
+                    if gave >= give_limit:
+                        self.cmd_pos = state.tcp_position.copy()
+                        break
             previous = state.tcp_position.copy()
             now, _, _ = io.handle_world(part)
             travelled = max(float(np.linalg.norm(now - start)), in_contact)
@@ -613,7 +647,14 @@ class Prober:
                 break
             if travelled < cfg.moved_threshold and np.linalg.norm(state.tcp_position - hand_start) > 0.03:
                 break  # pushed 3 cm without the handle following: missed it, or it does not go this way
-        return travelled
+        if first_touch is not None:  # the record starts as the hand met the handle (the filter lags ~5 ticks)
+            _trim(record, max(0, first_touch - 5))
+        return travelled if give_limit is None else gave
+
+
+def _trim(record: Interaction, start: int) -> None:
+    for series in (record.times, record.commanded, record.tcp_positions, record.tcp_quaternions, record.wrenches):
+        del series[:start]
 
 
 def _clear(record: Interaction) -> None:

@@ -17,11 +17,13 @@ import pytest
 from puzzlebot.agent.locks import (
     CLOSE,
     OPEN,
+    TEST,
     ActiveExplorer,
     Attempt,
     LockBeliefs,
     Probe,
     RandomExplorer,
+    apply_outcome,
     confident,
     graph_moves,
     next_probe,
@@ -51,7 +53,7 @@ def logic_moves(spec, slip: float = 0.0, rng: np.random.Generator | None = None)
 
     def moves(part: str, direction: str, displaced: frozenset[str]) -> bool:
         state = {n: logic.joints[n].range[1] if n in displaced else logic.joints[n].q0 for n in logic.names}
-        target = logic.joints[part].range[1] if direction == OPEN else logic.joints[part].q0
+        target = logic.joints[part].q0 if direction == CLOSE else logic.joints[part].range[1]  # a test: as an open
         can = logic.can_move(part, target, state)
         return can if slip == 0 or rng.random() >= slip else not can  # a slipped grasp or a lucky nudge
 
@@ -145,7 +147,7 @@ def test_a_decision_is_a_feasible_move_and_leaves_the_beliefs_alone():
     displaced = frozenset({"bolt"})
     for probe in (next_probe(beliefs, displaced, np.random.default_rng(0)),
                   random_probe(np.random.default_rng(0), beliefs, displaced)):
-        assert probe.direction == (CLOSE if probe.part in displaced else OPEN)
+        assert probe.direction in ((CLOSE,) if probe.part in displaced else (OPEN, TEST))
     assert all(np.array_equal(before[p], beliefs.log_post[p]) for p in beliefs.parts)
     assert Probe("bolt") == Probe("bolt", OPEN)
     with pytest.raises(ValueError, match="displaced"):
@@ -198,3 +200,40 @@ def test_a_closing_update_gives_the_exact_marginals():
         beliefs.update(Attempt("bolt", displaced, moved=moved, direction=CLOSE))
         for p in parts:
             assert np.exp(beliefs.log_post[p]) == pytest.approx(exact[p] / exact[p].sum(), abs=1e-9)
+
+
+def test_a_test_informs_like_an_open_and_leaves_the_part_in_place():
+    parts = ["drawer", "bolt"]
+    tested, opened = LockBeliefs(parts), LockBeliefs(parts)
+    for beliefs in (tested, opened):
+        beliefs.cannot.add(("bolt", CLOSE))
+    attempt, displaced = apply_outcome(tested, Probe("bolt", TEST), frozenset(), True, {})
+    assert displaced == frozenset() and attempt.direction == TEST
+    _, after_open = apply_outcome(opened, Probe("bolt", OPEN), frozenset(), True, {})
+    assert after_open == frozenset({"bolt"})
+    for part in parts:
+        np.testing.assert_allclose(tested.log_post[part], opened.log_post[part])
+
+
+def _open_only(depth: int, seed: int, active: bool, tests: bool):
+    spec = puzzle(depth, seed)
+    names = [p.name for p in spec.parts]
+    beliefs = LockBeliefs(names, slip=SLIP)
+    beliefs.cannot.update((n, CLOSE) for n in names)
+    if not tests:
+        beliefs.cannot.update((n, TEST) for n in names)
+    explorer = ActiveExplorer() if active else RandomExplorer()
+    return simulate_exploration(logic_moves(spec), names, explorer, np.random.default_rng(seed), max_probes=300,
+                                beliefs=beliefs, truth=true_graph(spec))
+
+
+def test_without_closes_tests_recover_what_an_open_hides():
+    """Parts stay open once opened: whether X blocks Y is lost once X is open before Y is tried.
+    Testing in place asks it first. Noise-free outcomes, beliefs allowing slips."""
+    with_tests = [_open_only(d, s, True, tests=True) for d in DEPTHS for s in SEEDS]
+    assert all(r.correct for r in with_tests), [(r.probes, r.graph) for r in with_tests if not r.correct]
+    without = [_open_only(d, s, True, tests=False) for d in DEPTHS for s in SEEDS]
+    assert sum(r.correct for r in without) < len(without)  # what the tests are for
+    for result in with_tests:  # tests never displace: replaying the attempts gives the same state
+        opened = [a.part for a in result.attempts if a.moved and a.direction == OPEN]
+        assert len(opened) == len(set(opened))

@@ -4,6 +4,8 @@ The agent side sees only the marker sheet, camera frames and the arm's state (wr
 included); the checks compare with the puzzle's true geometry and the true lock.
 """
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -16,6 +18,7 @@ from puzzlebot.real.emulator import EmulatorBackend, EmulatorConfig
 from puzzlebot.real.safety import SafetyConfig
 from puzzlebot.sim.robots.gripper import GripperController
 from puzzlebot.sim.spec import load_spec
+from puzzlebot.sim.validate import validate
 from puzzlebot.sim.world import PuzzleWorld, WorldConfig
 from tests.agent.test_affordances import PUZZLES
 
@@ -56,3 +59,72 @@ def test_locked_drawer_holds_until_its_bolt_is_slid() -> None:
         opened = prober.probe("drawer")
         assert opened.moved and opened.travel > 0.08  # the drawer's range is 12 cm
         assert len(opened.times) > 50  # the followed motion was recorded for model building
+
+
+@contextlib.contextmanager
+def _connected(spec, cameras: tuple[str, ...], seed: int = 3):
+    """A prober on the lockstep emulator of `spec`, the base located from a parked view."""
+    emulator = EmulatorBackend(EmulatorConfig(puzzle=spec, robot="gripper", seed=seed, cameras=cameras,
+                                              image_size=(480, 640), realtime=False, lockstep=True))
+    with Driver(emulator, SafetyConfig(), clock=emulator.clock) as driver:
+        driver.activate()
+        backends = [emulator.camera(name) for name in cameras]
+        for camera in backends:
+            camera.connect()
+        io = RobotIO(driver, backends, marker_sheet(spec), camera_poses(cameras))
+        io.hold(0.5)
+        yield io, Prober(io, GripperController.hand)
+
+
+def _spec(stem: str):
+    return load_spec(next(p for p in PUZZLES if p.stem == stem))
+
+
+@pytest.mark.slow
+def test_a_lid_seen_only_from_above_is_tracked() -> None:
+    """No camera sees both base markers: the top camera's view of the lid is placed through the
+    base's top marker, itself placed through calibration."""
+    spec = _spec("lid_bolt_button")
+    truth = PuzzleWorld(spec, WorldConfig(robot="gripper"))
+    with _connected(spec, ("closeup", "top")) as (io, prober):
+        lid = io.part_pose_world("lid")
+        assert lid is not None, "the lid's marker was never placed relative to the base"
+        # a 5 cm marker about 40 px wide from above: depth to about a centimetre
+        assert np.linalg.norm(lid[:3, 3] - site_pose(truth, "lid/marker")[:3, 3]) < 0.015
+        locked = prober.probe("lid")  # its bolt is shut
+    assert not locked.moved and locked.travel < 0.005
+
+
+@pytest.mark.slow
+def test_a_knob_is_turned_round_its_axle_by_its_crank() -> None:
+    spec = _spec("door_knob")
+    truth = PuzzleWorld(spec, WorldConfig(robot="gripper"))
+    joint = truth.model.joint(truth.joint_name("dial")).id
+    axis, anchor = truth.data.xaxis[joint], truth.data.xanchor[joint]
+    with _connected(spec, ("closeup",)) as (io, prober):
+        turned = prober.probe("dial")
+    assert turned.moved and turned.travel > 0.02  # a chord of the crank's circle (r = 3.2 cm), > 36 deg
+
+    def radius(p: np.ndarray) -> float:
+        r = p - anchor
+        return float(np.linalg.norm(r - (r @ axis) * axis))
+
+    # the crank went round the true axle, not off it: same distance before and after
+    assert abs(radius(turned.handle_end) - radius(turned.handle_start)) < 0.006
+    assert abs((turned.handle_end - turned.handle_start) @ axis) < 0.006
+
+
+@pytest.mark.slow
+def test_a_button_just_above_the_table_is_pressed() -> None:
+    """The palm is 12 cm wide: pressed with it upright, it lands on the table first."""
+    spec = _spec("lid_bolt_button")
+    button = next(p for p in spec.parts if p.name == "button")
+    button.position = (button.position[0], 0.035)
+    validate(spec)
+    truth = PuzzleWorld(spec, WorldConfig(robot="gripper"))
+    travel = truth.model.jnt_range[truth.model.joint(truth.joint_name("button")).id][1]
+    with _connected(spec, ("closeup",)) as (io, prober):
+        pressed = prober.probe("button")
+    assert pressed.moved and pressed.contact == "press"
+    assert pressed.travel == pytest.approx(travel, abs=0.004)
+    assert len(pressed.times) > 20  # the press itself was recorded, from first contact
