@@ -58,6 +58,8 @@ def part_articulation(part: str, interactions: list[Interaction], track: PartTra
     worse in practice, as the bar rolls in the fingers while the part turns).
     """
     opened = [i for i in interactions if i.part == part and i.moved and i.direction == OPEN and i.tcp_positions]
+    if not opened:  # a still part's track is noise (and poses half hidden by a pushing hand)
+        return Articulation(kind="fixed")
     paths = [i for i in opened if _kinesthetic(i)]
     if paths:
         points = np.concatenate([_to_base(np.array(i.tcp_positions), T_world_base) for i in paths])

@@ -9,6 +9,9 @@ import pytest
 from puzzlebot.agent.affordances import marker_sheet
 from puzzlebot.agent.explorer import ExplorerConfig
 from puzzlebot.agent.fitted_model import FittedModel
+from puzzlebot.agent.model_building import part_articulation
+from puzzlebot.agent.perception.tracker import PartTrack
+from puzzlebot.agent.probing import Interaction
 from puzzlebot.agent.scoring import graph_f1, score_model, true_joints, true_lock_graph
 from puzzlebot.agent.session import SessionConfig, run_session
 from puzzlebot.real.emulator import EmulatorBackend, EmulatorConfig
@@ -46,3 +49,17 @@ def test_bolt_drawer_model_from_interaction(tmp_path) -> None:
     assert drawer.dynamics is not None and np.all(np.isfinite(drawer.dynamics.log_covariance))
     log = json.loads((tmp_path / "exploration.json").read_text())
     assert log["probes"] == exploration.probes and log["lock_graph"]["drawer"] == ["bolt"]
+
+
+def test_a_part_no_probe_opened_is_fixed_whatever_its_track() -> None:
+    """Poses of a still marker half hidden by a pushing hand wobble by degrees: fitted as a joint,
+    a locked bolt came out a hinge turning 45 deg."""
+    rng = np.random.default_rng(0)
+    track = PartTrack("bolt", 3)
+    for k in range(60):  # turned back and forth about one axis, as an ambiguous marker pose flips
+        track.times.append(0.05 * k)
+        track.positions.append(rng.normal(0, 0.002, 3))
+        angle = np.deg2rad(10) * np.sin(k / 3)
+        track.quaternions.append(np.array([np.cos(angle / 2), np.sin(angle / 2), 0.0, 0.0]))
+    failed = Interaction("bolt", "push", "open", moved=False)
+    assert part_articulation("bolt", [failed], track, np.eye(4)).kind == "fixed"
