@@ -52,6 +52,7 @@ class ProbeConfig:
     contact_force: float = 1.5  # N on the wrist that means the hand touches something (noise is ~0.3 N)
     push_contact_force: float = 0.4  # N, low-passed, along a push: touching (sensor noise 0.3 N per axis)
     slip_closure: float = 0.08  # closure jump that means the handle escaped the fingers
+    max_turn_deg: float = 30.0  # most a push re-aims per tracked step of its handle
     test_push: float = 0.005  # m a side push gives before a test calls the part free (a bolt blocks for >= 13 mm)
     test_press: float = 0.003  # m a press gives before a test calls it free (a button blocks for >= 3.6 mm)
     grasp_margin: float = 0.012  # m of finger opening each side of a bar on the way in
@@ -605,6 +606,7 @@ class Prober:
         hand_start = previous.copy()
         _clear(record)  # keep only the motion of the direction that works
         across_face = np.eye(3) - np.outer(approach, approach)  # keep the push's depth
+        side = abs(d @ approach) < 0.7  # a press goes straight in
         for _ in range(int(np.ceil(cfg.max_travel / (cfg.tug_speed * self.period))) + 100):
             state = io.state
             force = np.zeros(3) if state.wrench is None else np.asarray(state.wrench[:3], dtype=float)
@@ -631,11 +633,15 @@ class Prober:
             if travelled >= cfg.moved_threshold:
                 speed = cfg.speed_steps(travelled)
             step = now - last_seen
-            if np.linalg.norm(step) > 0.008:  # re-aim along the handle's own motion, turning ahead
+            if side and np.linalg.norm(across_face @ step) > 0.008:  # re-aim along the handle's own motion
+                # in the face's plane (a side push never heads into the puzzle), turning ahead
+                # along a curve, by at most `max_turn` per update (a pose half hidden by the hand
+                # can be a centimetre or two off)
+                step = across_face @ step
                 step = step / np.linalg.norm(step)
                 ahead = step if last_step is None else step + 0.5 * (step - last_step)
-                tangent = ahead / np.linalg.norm(ahead)
                 last_seen, last_step = now, step
+                tangent = _turn_towards(tangent, ahead / np.linalg.norm(ahead), np.radians(cfg.max_turn_deg))
             resisting = -(wrench[:3] @ tangent)
             over = over + 1 if resisting > cfg.force_limit else 0
             record.engaged = record.engaged or over > 0
@@ -650,6 +656,17 @@ class Prober:
         if first_touch is not None:  # the record starts as the hand met the handle (the filter lags ~5 ticks)
             _trim(record, max(0, first_touch - 5))
         return travelled if give_limit is None else gave
+
+
+def _turn_towards(current: np.ndarray, target: np.ndarray, max_angle: float) -> np.ndarray:
+    """Unit vector from `current` towards `target`, turned by at most `max_angle` (rad)."""
+    angle = float(np.arccos(np.clip(current @ target, -1.0, 1.0)))
+    if angle <= max_angle:
+        return target
+    axis = np.cross(current, target)
+    if np.linalg.norm(axis) < 1e-9:
+        return current
+    return _axis_angle(axis / np.linalg.norm(axis), max_angle) @ current
 
 
 def _trim(record: Interaction, start: int) -> None:
