@@ -48,6 +48,7 @@ class ProbeConfig:
     settle_s: float = 0.3  # s to close a grasp or let a part settle
     max_frame_age: float = 0.3  # s: older camera frames are not used
     speed_step: float = 0.015  # m of travel between the follow's speed changes (slow, fast, slow, ...)
+    speed_ratio: float = 1.6  # fast over slow follow speed
     view_s: float = 0.6  # s parked before judging a probe by the cameras (several frames)
     contact_force: float = 1.5  # N on the wrist that means the hand touches something (noise is ~0.3 N)
     push_contact_force: float = 0.4  # N, low-passed, along a push: touching (sensor noise 0.3 N per axis)
@@ -64,9 +65,9 @@ class ProbeConfig:
 
 
     def speed_steps(self, travelled: float) -> float:
-        """Follow speed after `travelled` metres: alternating 1x and 2x, so friction and damping
+        """Follow speed after `travelled` metres: alternating 1x and `speed_ratio`x, so friction and damping
         (force at two speeds) and inertia (the steps) can be told apart."""
-        return self.follow_speed * (1.0 if int(travelled / self.speed_step) % 2 == 0 else 1.6)
+        return self.follow_speed * (1.0 if int(travelled / self.speed_step) % 2 == 0 else self.speed_ratio)
 
 
 @dataclass
@@ -366,6 +367,48 @@ class Prober:
                      grip_axis: np.ndarray, candidates: list[np.ndarray], record: Interaction,
                      test: bool = False) -> None:
         cfg = self.config
+        # Where the cameras put the bar first, then a margin to either side across it (a lid's
+        # marker seen from above is a centimetre off in depth).
+        for shift in (0.0, cfg.grasp_margin, -cfg.grasp_margin):
+            held = self._take_hold(aff, handle + grip_axis * shift, approach, grip_axis)
+            if held is not None:
+                break
+        else:
+            return  # not engaged: the fingers found no bar, or something else was in the way
+        record.engaged = True
+        self.slipped = False
+        held_quat = self.cmd_quat.copy()
+        for d in candidates:
+            record.tried.append(d)
+            start = self.io.state.tcp_position.copy()
+            _clear(record)  # keep only the motion of the direction that works, from rest
+            gave = self._comply(d, cfg.tug_distance, cfg.tug_speed, held, record=record, tug=True)
+            if self.slipped and not gave:  # lost the handle: later tugs would pull on nothing
+                record.engaged = False
+                break
+            if gave and test:  # it gives this way: bring it back and let go
+                record.moved, record.contact = True, "grasp"
+                record.travel = float(np.linalg.norm(self.io.state.tcp_position - start))
+                self.move_to(start, held_quat, cfg.tug_speed)
+                break
+            if gave:
+                self._comply(d, cfg.max_travel, cfg.follow_speed, held, record=record, start=start)
+                record.moved, record.contact = True, "grasp"
+                record.travel = float(np.linalg.norm(self.io.state.tcp_position - start))
+                mat = np.zeros(9)
+                mujoco.mju_quat2Mat(mat, self.io.state.tcp_quaternion)
+                mat = mat.reshape(3, 3)
+                self.left_at[part] = (self.io.state.tcp_position.copy(), mat[:, 2].copy(), mat[:, 1].copy())
+                break
+            self.move_to(start, held_quat, cfg.tug_speed)  # back where the tug began, as it was held
+        else:
+            _clear(record)
+
+    def _take_hold(self, aff: Affordance, handle: np.ndarray, approach: np.ndarray,
+                   grip_axis: np.ndarray) -> float | None:
+        """Reach a bar with the fingers open around it and close them; the closure they stopped
+        at, or None (every way in blocked by something else, or they closed on nothing)."""
+        cfg = self.config
         self.grip = self._preshape(aff)
         bar = np.cross(approach, grip_axis)
         bar /= np.linalg.norm(bar)
@@ -379,39 +422,16 @@ class Prober:
                 break  # in place (a fingertip grazing the bar itself is fine)
             self.move_to(self.cmd_pos - way_in * cfg.standoff, self.cmd_quat, cfg.free_speed)
         else:
-            return  # every way in is blocked by something else: not engaged, says nothing of the part
+            return None
         self.grip = 1.0
         self.wait(cfg.settle_s)
         held = self.io.state.grip  # closure on the bar: opening past it means the handle escaped
-        if held > 1.0 - cfg.slip_closure:
-            return  # the fingers closed on nothing: the handle is not where we thought (not engaged)
-        record.engaged = True
-        self.slipped = False
-        for d in candidates:
-            record.tried.append(d)
-            start = self.io.state.tcp_position.copy()
-            _clear(record)  # keep only the motion of the direction that works, from rest
-            gave = self._comply(d, cfg.tug_distance, cfg.tug_speed, held, record=record, tug=True)
-            if self.slipped and not gave:  # lost the handle: later tugs would pull on nothing
-                record.engaged = False
-                break
-            if gave and test:  # it gives this way: bring it back and let go
-                record.moved, record.contact = True, "grasp"
-                record.travel = float(np.linalg.norm(self.io.state.tcp_position - start))
-                self.move_to(start, self.cmd_quat, cfg.tug_speed)
-                break
-            if gave:
-                self._comply(d, cfg.max_travel, cfg.follow_speed, held, record=record, start=start)
-                record.moved, record.contact = True, "grasp"
-                record.travel = float(np.linalg.norm(self.io.state.tcp_position - start))
-                mat = np.zeros(9)
-                mujoco.mju_quat2Mat(mat, self.io.state.tcp_quaternion)
-                mat = mat.reshape(3, 3)
-                self.left_at[part] = (self.io.state.tcp_position.copy(), mat[:, 2].copy(), mat[:, 1].copy())
-                break
-            self.move_to(start, quat, cfg.tug_speed)  # back where the tug began, as it was held
-        else:
-            _clear(record)
+        if held > 1.0 - cfg.slip_closure:  # closed on nothing: open and back off
+            self.grip = self._preshape(aff)
+            self.wait(cfg.settle_s)
+            self.move_to(self.cmd_pos - way_in * cfg.standoff, self.cmd_quat, cfg.free_speed)
+            return None
+        return held
 
     def _preshape(self, aff: Affordance) -> float:
         """Closure to approach a bar with: open by the bar plus a margin each side for the
