@@ -83,8 +83,10 @@ class Exploration:
 class _ArmMoves:
     """The world's answer to a probe, found by probing with the arm (a `locks.MoveOutcome`)."""
 
-    def __init__(self, prober: Prober, on_probe: Callable[[Interaction], None] | None):
+    def __init__(self, prober: Prober, on_probe: Callable[[Interaction], None] | None,
+                 cannot: set[tuple[str, str]] | None = None):
         self.prober, self.on_probe = prober, on_probe
+        self.cannot = set() if cannot is None else cannot  # the beliefs' moves the robot cannot make
         self.interactions: list[Interaction] = []
         self.opened_along: dict[str, np.ndarray] = {}  # last direction that opened each part
         self.gave_along: dict[str, np.ndarray] = {}  # direction each part last gave to (open or test)
@@ -97,6 +99,10 @@ class _ArmMoves:
         self.interactions.append(interaction)
         if interaction.moved and interaction.tried and direction in (OPEN, TEST):
             self.gave_along[part] = interaction.tried[-1]  # try that way first next time
+        if interaction.moved and direction == TEST and interaction.mode == "push":
+            # a pushed part is not brought back: tested again, it would creep out of the travel
+            # over which it blocks (two 3 mm presses released a button's lock)
+            self.cannot.add((part, TEST))
         if interaction.moved and direction == OPEN and len(interaction.tcp_positions) >= 2:
             self.opened_along[part] = _final_direction(np.asarray(interaction.tcp_positions))
         if self.on_probe is not None:
@@ -176,7 +182,7 @@ def explore(prober: Prober, parts: list[str], config: ExplorerConfig = ExplorerC
         beliefs.cannot.update((part, CLOSE) for part in parts)
     if not config.allow_test:
         beliefs.cannot.update((part, TEST) for part in parts)
-    arm = _ArmMoves(prober, on_probe)
+    arm = _ArmMoves(prober, on_probe, beliefs.cannot)
     t0 = prober.io.state.t
     result = simulate_exploration(arm, parts, chooser, np.random.default_rng(config.seed), config.max_probes,
                                   beliefs=beliefs, threshold=config.confidence)
