@@ -21,7 +21,8 @@ from puzzlebot.agent.explorer import Exploration, ExplorerConfig, explore
 from puzzlebot.agent.fitted_model import FittedModel
 from puzzlebot.agent.model_building import build_model
 from puzzlebot.agent.perception.registration import camera_poses
-from puzzlebot.agent.probing import Interaction, ProbeConfig, Prober, RobotIO
+from puzzlebot.agent.probing import Interaction, ProbeConfig, Prober
+from puzzlebot.agent.robot_io import RobotIO
 from puzzlebot.files import write_text_atomic
 from puzzlebot.real.driver import Driver
 from puzzlebot.real.emulator import EmulatorBackend

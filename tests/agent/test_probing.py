@@ -12,7 +12,8 @@ import pytest
 from puzzlebot.agent.affordances import marker_sheet
 from puzzlebot.agent.perception.privileged import site_pose
 from puzzlebot.agent.perception.registration import camera_poses
-from puzzlebot.agent.probing import Prober, RobotIO
+from puzzlebot.agent.probing import Prober
+from puzzlebot.agent.robot_io import RobotIO
 from puzzlebot.real.driver import Driver
 from puzzlebot.real.emulator import EmulatorBackend, EmulatorConfig
 from puzzlebot.real.safety import SafetyConfig
