@@ -57,7 +57,8 @@ class ProbeConfig:
     push_contact_force: float = 0.4  # N, low-passed, along a push: touching (sensor noise 0.3 N per axis)
     slip_closure: float = 0.08  # closure jump that means the handle escaped the fingers
     max_turn_deg: float = 30.0  # most a push re-aims per tracked step of its handle
-    test_push: float = 0.005  # m a side push gives before a test calls the part free (a bolt blocks for >= 13 mm)
+    test_push: float = 0.008  # m a side push gives before a test calls the part free: over a lock's play and
+    # give (a locked bolt gave 5 mm under 12 N), within the travel over which a blocker blocks (a third or more)
     test_press: float = 0.003  # m a press gives before a test calls it free (a button blocks for >= 3.6 mm)
     grasp_margin: float = 0.012  # m of finger opening each side of a bar on the way in
     grasp_pitches_deg: tuple[float, ...] = (0.0, 35.0, -35.0)  # ways in to a bar, rolled about it
