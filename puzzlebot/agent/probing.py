@@ -480,27 +480,9 @@ class Prober:
 
     def _clear_table(self, pos: np.ndarray, quat: np.ndarray, pivot: np.ndarray,
                      approach: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Pitch the hand about `pivot` (where it touches the handle), back end up, until its
-        envelope clears the table; a handle high enough keeps the pose as it is."""
         cfg = self.config
-        points = np.array(self.hand.envelope, dtype=float).reshape(-1, 3)
-        axis = np.cross(approach, [0.0, 0.0, 1.0])
-        if len(points) == 0 or np.linalg.norm(axis) < 1e-6:
-            return pos, quat
-        axis /= np.linalg.norm(axis)
-        rot = _matrix(quat)
-        floor = cfg.table_z + cfg.table_clearance
-        best = (float(np.min((pos + points @ rot.T)[:, 2])), pos, quat)
-        for tilt in np.radians(np.arange(5.0, cfg.max_tilt_deg + 1e-9, 5.0)):
-            if best[0] >= floor:
-                break
-            for sign in (1.0, -1.0):
-                turn = _axis_angle(axis, sign * tilt)
-                p, r = pivot + turn @ (pos - pivot), turn @ rot
-                low = float(np.min((p + points @ r.T)[:, 2]))
-                if low > best[0]:
-                    best = (low, p, quat_from_matrix(r))
-        return best[1], best[2]
+        return clear_table(pos, quat, pivot, approach, np.array(self.hand.envelope, dtype=float).reshape(-1, 3),
+                           cfg.table_z + cfg.table_clearance, cfg.max_tilt_deg)
 
     def _servo_push(self, part: str, aff: Affordance, d: np.ndarray, record: Interaction,
                     give_limit: float | None = None) -> float:
@@ -595,6 +577,29 @@ def _trim(record: Interaction, start: int) -> None:
 def _clear(record: Interaction) -> None:
     for series in (record.times, record.commanded, record.tcp_positions, record.tcp_quaternions, record.wrenches):
         series.clear()
+
+
+def clear_table(pos: np.ndarray, quat: np.ndarray, pivot: np.ndarray, approach: np.ndarray,
+                envelope: np.ndarray, floor: float, max_tilt_deg: float) -> tuple[np.ndarray, np.ndarray]:
+    """A TCP pose pitched about `pivot` (where the hand touches the handle), back end up, until
+    the hand's `envelope` (tool-frame points) is above `floor` (world z); a handle high enough
+    keeps the pose as it is, one too low gets the pose that clears most."""
+    axis = np.cross(approach, [0.0, 0.0, 1.0])
+    if len(envelope) == 0 or np.linalg.norm(axis) < 1e-6:
+        return pos, quat
+    axis /= np.linalg.norm(axis)
+    rot = _matrix(quat)
+    best = (float(np.min((pos + envelope @ rot.T)[:, 2])), pos, quat)
+    for tilt in np.radians(np.arange(5.0, max_tilt_deg + 1e-9, 5.0)):
+        if best[0] >= floor:
+            break
+        for sign in (1.0, -1.0):
+            turn = _axis_angle(axis, sign * tilt)
+            p, r = pivot + turn @ (pos - pivot), turn @ rot
+            low = float(np.min((p + envelope @ r.T)[:, 2]))
+            if low > best[0]:
+                best = (low, p, quat_from_matrix(r))
+    return best[1], best[2]
 
 
 def _matrix(quat: np.ndarray) -> np.ndarray:

@@ -2,8 +2,19 @@
 
 import numpy as np
 
-from puzzlebot.agent.explorer import plan_to_open
-from puzzlebot.agent.locks import CLOSE, OPEN, LockBeliefs, Probe, RandomExplorer, graph_moves, simulate_exploration
+from puzzlebot.agent.explorer import _ArmMoves, plan_to_open
+from puzzlebot.agent.locks import (
+    CLOSE,
+    OPEN,
+    TEST,
+    LockBeliefs,
+    Probe,
+    RandomExplorer,
+    graph_moves,
+    probes_allowed,
+    simulate_exploration,
+)
+from puzzlebot.agent.probing import Interaction
 
 CHAIN = {"bolt": frozenset(), "drawer": frozenset({"bolt"}), "lid": frozenset({"drawer"}), "knob": frozenset()}
 
@@ -43,3 +54,28 @@ def test_one_way_parts_end_the_search_instead_of_looping() -> None:
             if "button" in {a.part for a in result.attempts if a.moved}:
                 assert ("button", CLOSE) in beliefs.cannot or result.confident
             assert result.graph == truth
+
+
+class _GivingProber:
+    """Stands in for the arm: every probe finds the part gives, first way tried."""
+
+    def __init__(self, modes: dict[str, str]):
+        self.modes = modes
+        self.calls: list[tuple[str, str]] = []
+
+    def probe(self, part, direction, hint=None, handle=None) -> Interaction:
+        self.calls.append((part, direction))
+        return Interaction(part, self.modes[part], direction, moved=True, tried=[np.array([0.0, 1.0, 0.0])])
+
+
+def test_a_pushed_part_that_gave_to_a_test_is_not_tested_again() -> None:
+    """It is not brought back, so each test would push it further out of where it blocks (a
+    grasped part is tugged and returned: it may be tested again)."""
+    cannot: set = set()
+    arm = _ArmMoves(_GivingProber({"bolt": "push", "drawer": "grasp"}), None, cannot)
+    assert arm("bolt", TEST, frozenset()) and arm("drawer", TEST, frozenset())
+    assert ("bolt", TEST) in cannot and ("drawer", TEST) not in cannot
+    beliefs = LockBeliefs(["bolt", "drawer"])
+    beliefs.cannot.update({("bolt", CLOSE), ("drawer", CLOSE)} | cannot)
+    assert Probe("bolt", TEST) not in probes_allowed(beliefs, frozenset())
+    assert Probe("drawer", TEST) in probes_allowed(beliefs, frozenset())
