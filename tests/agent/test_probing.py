@@ -112,7 +112,9 @@ def test_a_knob_is_turned_round_its_axle_by_its_crank() -> None:
 
     # the crank went round the true axle, not off it: same distance before and after
     assert abs(radius(turned.handle_end) - radius(turned.handle_start)) < 0.006
-    assert abs((turned.handle_end - turned.handle_start) @ axis) < 0.006
+    # along the axle is along the closeup camera's line of sight, where a marker's depth is good
+    # to several millimetres (the handle sits 3 cm in front of the marker, so tilt adds to it)
+    assert abs((turned.handle_end - turned.handle_start) @ axis) < 0.01
 
 
 @pytest.mark.slow
