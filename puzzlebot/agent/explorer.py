@@ -109,7 +109,6 @@ class _ArmMoves:
             self.on_probe(interaction)
         return interaction.moved
 
-
     def _closing_move(self, part: str) -> tuple[np.ndarray | None, tuple | None]:
         """How to bring a part back: the direction to push it and the handle's pose now.
 
