@@ -66,6 +66,7 @@ def validate(spec: PuzzleSpec) -> None:
     if not plan:
         raise SpecError("puzzle.goal", "the goal already holds at the start: nothing to solve", src)
     _check_compiles(spec)
+    _check_sightlines(spec)
 
 
 def _check_part(spec: PuzzleSpec, i: int, names: list[str]) -> None:
@@ -216,6 +217,20 @@ def _check_overlaps(spec: PuzzleSpec, layouts: dict[str, PartLayout]) -> None:
             (alo, ahi), (blo, bhi) = bounds[a], bounds[b]
             if np.all(alo < bhi - 1e-3) and np.all(blo < ahi - 1e-3):
                 raise SpecError(f"puzzle.parts[{a_i}].position", f"parts {a!r} and {b!r} overlap", spec.source)
+
+
+def _check_sightlines(spec: PuzzleSpec) -> None:
+    """The perception cameras must see every marker and the hand must reach every handle."""
+    from puzzlebot.sim.sightlines import obstructions
+
+    found = obstructions(spec)
+    if not found:
+        return
+    first = found[0]
+    names = [p.name for p in spec.parts]
+    where = f"puzzle.parts[{names.index(first.part)}]" if first.part in names else "puzzle.base"
+    more = f" (and {len(found) - 1} more: {'; '.join(map(str, found[1:]))})" if len(found) > 1 else ""
+    raise SpecError(where, f"unplayable: {first}{more}", spec.source)
 
 
 def _check_compiles(spec: PuzzleSpec) -> None:
