@@ -14,7 +14,8 @@ The hand is turned so its wide palm lies level and pitched up about the handle u
 envelope clears the table; a grasp approaches with the fingers open by the bar plus a margin
 and, if something else is in the way, rolls its way in about the bar. A touch on the way in
 that is not the handle (the palm on the table) is not taken as lock evidence, and the cameras
-check a push the hand felt give. Everything the probe saw and sent is kept as an
+check a side push the hand felt give (a press is the hand's to judge: a cap moves along the
+cameras' line of sight). Everything the probe saw and sent is kept as an
 `Interaction` for articulation inference and dynamics fitting.
 """
 
@@ -44,7 +45,7 @@ class ProbeConfig:
     tug_force: float = 12.0  # N resisting a tug: the part does not give this way (hand and grasp
     # are compliant, so the hand alone travels a centimetre or two against a locked part)
     stall_ticks: int = 3  # consecutive control ticks over the force limit that end a motion
-    max_travel: float = 0.20  # m of handle travel per probe at most
+    max_travel: float = 0.50  # m of handle travel per probe at most: a lid carried past upright (0.42 m of arc)
     admittance: float = 1e-3  # m/(N s): how fast a grasping hand yields to sideways force
     rotational_admittance: float = 0.02  # rad/(N m s): how fast it turns with the torque
     clearance: float = 0.006  # m between a pushing fingertip and the handle before contact
@@ -62,6 +63,7 @@ class ProbeConfig:
     test_press: float = 0.003  # m a press gives before a test calls it free (a button blocks for >= 3.6 mm)
     grasp_margin: float = 0.012  # m of finger opening each side of a bar on the way in
     grasp_pitches_deg: tuple[float, ...] = (0.0, 35.0, -35.0)  # ways in to a bar, rolled about it
+    centring_admittance: float = 4e-3  # m/(N s): how fast a closing hand slides to centre on a bar
     grasp_obstruction: float = 0.01  # m: a grasp's way in that stops this short hit something else
     table_z: float = 0.0  # m: height of the work surface in the world (robot) frame, from the cell's set-up
     table_clearance: float = 0.008  # m the hand's envelope keeps above the table
@@ -225,7 +227,7 @@ class Prober:
             end, _, _ = self.io.handle_world(part)
             record.handle_end = end
             seen = float(np.linalg.norm(end - handle))
-            if not test:
+            if not test and record.contact != "press":
                 record.travel = seen
                 record.moved = seen >= self.config.moved_threshold
             record.attempted = record.attempted or seen >= self.config.moved_threshold  # slid without a felt push
@@ -321,8 +323,7 @@ class Prober:
             self.move_to(self.cmd_pos - way_in * cfg.standoff, self.cmd_quat, cfg.free_speed)
         else:
             return None
-        self.grip = 1.0
-        self.wait(cfg.settle_s)
+        self._close_centred(across)
         held = self.io.state.grip  # closure on the bar: opening past it means the handle escaped
         if held > 1.0 - cfg.slip_closure:  # closed on nothing: open and back off
             self.grip = self._preshape(aff)
@@ -330,6 +331,20 @@ class Prober:
             self.move_to(self.cmd_pos - way_in * cfg.standoff, self.cmd_quat, cfg.free_speed)
             return None
         return held
+
+    def _close_centred(self, axis: np.ndarray) -> None:
+        """Close the fingers, the hand sliding along their closing `axis` with the force on it.
+
+        A bar off the hand's centre (a lid's handle placed a centimetre low through the top
+        camera) meets one finger first; a stiff hand would pin it against that finger, and the
+        first strong tug rolls it out. Yielding centres the hand until both fingers hold it.
+        """
+        cfg = self.config
+        self.grip = 1.0
+        for _ in range(max(1, int(round(2 * cfg.settle_s / self.period)))):
+            state = self._tick()
+            force = 0.0 if state.wrench is None else float(np.asarray(state.wrench[:3], dtype=float) @ axis)
+            self.cmd_pos = self.cmd_pos + cfg.centring_admittance * force * axis * self.period
 
     def _preshape(self, aff: Affordance) -> float:
         """Closure to approach a bar with: open by the bar plus a margin each side for the
@@ -410,15 +425,18 @@ class Prober:
             handle_before = handle.copy()
             if test:
                 limit = cfg.test_press if press else cfg.test_push
-                record.travel = self._servo_push(part, aff, d, record, give_limit=limit)
+                record.travel = self._servo_push(part, aff, d, record, give_limit=limit).gave
                 record.moved = record.travel >= limit
             else:
-                record.travel = self._servo_push(part, aff, d, record)
+                pushed = self._servo_push(part, aff, d, record)
+                # A press is judged by the hand: the cap moves along the cameras' line of sight,
+                # where a marker's depth is noisiest (several free buttons were seen "not moved").
+                record.travel = pushed.gave if press else pushed.travelled
                 record.moved = record.travel >= cfg.moved_threshold
             record.contact = "press" if press else "side"
             self.move_to(self.cmd_pos - d * cfg.clearance * 2, self.cmd_quat, cfg.tug_speed)
             self.move_to(self.cmd_pos - approach * cfg.standoff, self.cmd_quat, cfg.free_speed)
-            if record.moved and not test:
+            if record.moved and not test and not press:
                 seen = self._seen_travel(part, handle_before)
                 # the hand's own advance while pushing can be a finger riding over the handle or
                 # the puzzle's give: where the cameras see the handle after the push, they decide
@@ -485,11 +503,11 @@ class Prober:
                            cfg.table_z + cfg.table_clearance, cfg.max_tilt_deg)
 
     def _servo_push(self, part: str, aff: Affordance, d: np.ndarray, record: Interaction,
-                    give_limit: float | None = None) -> float:
-        """Push along `d`, re-aimed at the handle's tracked motion; returns the handle's travel (m).
+                    give_limit: float | None = None) -> Pushed:
+        """Push along `d`, re-aimed at the handle's tracked motion, until it stops.
 
-        With `give_limit` (a test) it returns the hand's advance while pushing under `tug_force`
-        and stops once that reaches the limit.
+        Returns the handle's travel and the hand's give (its advance while pushing on the handle
+        under `tug_force`); with `give_limit` (a test) it stops once the give reaches the limit.
 
         The push turns ahead along a curved path (the last turn of the tracked motion is
         extrapolated) and yields to force across it in the face's plane, so a crank pushed
@@ -522,9 +540,9 @@ class Prober:
                 advance = float((state.tcp_position - previous) @ tangent)
                 in_contact += advance
                 record.engaged = True
-                if give_limit is not None and pushing < cfg.tug_force:
+                if pushing < cfg.tug_force:
                     gave += advance
-                    if gave >= give_limit:
+                    if give_limit is not None and gave >= give_limit:
                         self.cmd_pos = state.tcp_position.copy()
                         break
             previous = state.tcp_position.copy()
@@ -555,7 +573,15 @@ class Prober:
                 break  # pushed 3 cm without the handle following: missed it, or it does not go this way
         if first_touch is not None:  # the record starts as the hand met the handle (the filter lags ~5 ticks)
             _trim(record, max(0, first_touch - 5))
-        return travelled if give_limit is None else gave
+        return Pushed(travelled, gave)
+
+
+@dataclass(frozen=True)
+class Pushed:
+    """What a servo push did: the handle's travel (cameras and hand) and the hand's give."""
+
+    travelled: float  # m: the larger of the tracked handle's displacement and the hand's advance on it
+    gave: float  # m the hand advanced pushing on the handle under the tug force (a yielding part)
 
 
 def _turn_towards(current: np.ndarray, target: np.ndarray, max_angle: float) -> np.ndarray:

@@ -719,7 +719,10 @@ class _Child:
         if lat.size:
             realised["latency"] = {"mean": float(lat.mean()), "std": float(lat.std()), "min": float(lat.min()),
                                    "max": float(lat.max())}
-        return {"seed": self.cfg.seed, "config": asdict(self.gap_cfg), "drawn": self.drawn, "realised": realised}
+        # Where the episode left the puzzle, for scoring on the world itself (never the agent's model).
+        final = {"part_positions": self.world.part_state(), "goal_reached": bool(self.world.goal_reached())}
+        return {"seed": self.cfg.seed, "config": asdict(self.gap_cfg), "drawn": self.drawn, "realised": realised,
+                "final": final}
 
 
 class WristSensor:

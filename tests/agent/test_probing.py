@@ -122,3 +122,25 @@ def test_a_button_just_above_the_table_is_pressed() -> None:
     assert pressed.moved and pressed.contact == "press"
     assert pressed.travel == pytest.approx(travel, abs=0.004)
     assert len(pressed.times) > 20  # the press itself was recorded, from first contact
+
+
+@pytest.mark.slow
+def test_a_free_lid_is_grasped_centred_and_swung_about_its_hinge() -> None:
+    """From above the lid's handle is placed about a centimetre low: the closing hand centres
+    itself on the bar (a hand pinning it against one finger lost it at the first strong tug)."""
+    spec = _spec("lid_bolt_button")
+    next(p for p in spec.parts if p.name == "lid").blocked_by.clear()
+    validate(spec)
+    truth = PuzzleWorld(spec, WorldConfig(robot="gripper"))
+    joint = truth.model.joint(truth.joint_name("lid")).id
+    axis, anchor = truth.data.xaxis[joint], truth.data.xanchor[joint]
+    with _connected(spec, ("closeup", "top")) as (io, prober):
+        opened = prober.probe("lid")
+    assert opened.moved and opened.contact == "grasp" and not prober.slipped
+    path = np.array(opened.tcp_positions) - anchor
+    path -= np.outer(path @ axis, axis)
+    radii = np.linalg.norm(path, axis=1)
+    # the hand held the bar all the way round the true hinge: a steady radius, through 60 deg or more
+    assert radii.max() - radii.min() < 0.03
+    swung = np.degrees(np.arccos(np.clip(path[0] @ path[-1] / (radii[0] * radii[-1]), -1, 1)))
+    assert swung > 60.0
