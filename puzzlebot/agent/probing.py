@@ -364,6 +364,7 @@ class Prober:
         cfg = self.config
         io = self.io
         tangent = d / np.linalg.norm(d)
+        heading = tangent.copy()  # where the path pointed when the hand last turned with it
         origin = io.state.tcp_position.copy() if start is None else start
         anchor = io.state.tcp_position.copy()
         self.cmd_pos = io.state.tcp_position.copy()
@@ -388,6 +389,9 @@ class Prober:
                 tangent = 0.5 * tangent + 0.5 * moved / np.linalg.norm(moved)
                 tangent /= np.linalg.norm(tangent)
                 anchor = state.tcp_position.copy()
+                if not tug:  # turn the hand as the path turns: a handle on a hinge turns with it
+                    self.cmd_quat = _turned(self.cmd_quat, heading, tangent)
+                    heading = tangent.copy()
             if state.grip > held + cfg.slip_closure:
                 self.cmd_pos = state.tcp_position.copy()  # the handle escaped: stop here
                 self.slipped = True
@@ -582,6 +586,19 @@ class Pushed:
 
     travelled: float  # m: the larger of the tracked handle's displacement and the hand's advance on it
     gave: float  # m the hand advanced pushing on the handle under the tug force (a yielding part)
+
+
+def _turned(quat: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """`quat` turned by the smallest rotation taking unit vector `before` to `after`."""
+    axis = np.cross(before, after)
+    sin = float(np.linalg.norm(axis))
+    if sin < 1e-9:
+        return quat
+    angle = float(np.arctan2(sin, float(before @ after)))
+    turn, out = np.zeros(4), np.zeros(4)
+    mujoco.mju_axisAngle2Quat(turn, axis / sin, angle)
+    mujoco.mju_mulQuat(out, turn, quat)
+    return out
 
 
 def _turn_towards(current: np.ndarray, target: np.ndarray, max_angle: float) -> np.ndarray:
