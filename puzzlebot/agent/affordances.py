@@ -8,7 +8,8 @@ to reach it from, whether it is grasped (a bar, with the bar's visible orientati
 those the agent must find by moving things.
 
 `marker_sheet(spec)` writes the sheet of a puzzle authored in puzzlebot (what
-`puzzlebot-author export` prints alongside the marker PNGs).
+`puzzlebot-author export` prints alongside the marker PNGs); `task_goals(spec)` says what the
+task asks (which part to open, how far), as a person would tell it.
 """
 
 from __future__ import annotations
@@ -81,3 +82,27 @@ def marker_sheet(spec: PuzzleSpec) -> MarkerSheet:
             # A bar's orientation is visible; a push handle's "grip axis" is its motion: not printed.
             grip_axis=R @ handle.grip_axis if handle.mode == "grasp" else None)
     return MarkerSheet(marker_sizes(spec), affordances)
+
+
+@dataclass(frozen=True)
+class TaskGoal:
+    """What the task asks of one part, as a person would say it: "open the drawer 8 cm or more"."""
+
+    part: str
+    min_opening: float | None = None  # m or rad from where the part started
+    max_opening: float | None = None
+
+    def holds(self, opening: float) -> bool:
+        return ((self.min_opening is None or opening >= self.min_opening)
+                and (self.max_opening is None or opening <= self.max_opening))
+
+
+def task_goals(spec: PuzzleSpec) -> list[TaskGoal]:
+    """The task as it is told to the agent: each goal part and how far to open it from where it starts."""
+    layouts = lay_out(spec).layouts
+    goals = []
+    for goal in spec.goal:
+        q0 = layouts[goal.part].joint.q0
+        goals.append(TaskGoal(goal.part, None if goal.min is None else goal.min - q0,
+                              None if goal.max is None else goal.max - q0))
+    return goals

@@ -80,7 +80,7 @@ class Exploration:
         return self.result.probes
 
 
-class _ArmMoves:
+class ArmMoves:
     """The world's answer to a probe, found by probing with the arm (a `locks.MoveOutcome`)."""
 
     def __init__(self, prober: Prober, on_probe: Callable[[Interaction], None] | None,
@@ -174,14 +174,8 @@ def explore(prober: Prober, parts: list[str], config: ExplorerConfig = ExplorerC
     Without closes, the explorer stops when nothing more can be told apart (`nothing_to_learn`).
     """
     chooser = _Timed(ActiveExplorer(horizon=config.horizon) if config.strategy == "active" else RandomExplorer())
-    odds = dict(config.locked_prior)
-    modes = {part: prober.io.sheet.affordances[part].mode for part in parts}
-    beliefs = LockBeliefs(parts, slip=config.slip, size_prior={p: odds.get(modes[p], 0.3) for p in parts})
-    if not config.allow_close:
-        beliefs.cannot.update((part, CLOSE) for part in parts)
-    if not config.allow_test:
-        beliefs.cannot.update((part, TEST) for part in parts)
-    arm = _ArmMoves(prober, on_probe, beliefs.cannot)
+    beliefs = prior_beliefs(prober, parts, config)
+    arm = ArmMoves(prober, on_probe, beliefs.cannot)
     t0 = prober.io.state.t
     result = simulate_exploration(arm, parts, chooser, np.random.default_rng(config.seed), config.max_probes,
                                   beliefs=beliefs, threshold=config.confidence)
@@ -216,6 +210,18 @@ def explore(prober: Prober, parts: list[str], config: ExplorerConfig = ExplorerC
     result = ExplorationResult(len(attempts), beliefs.map_graph(), confident(beliefs, config.confidence), None,
                                tuple(attempts), result.exhausted)
     return Exploration(beliefs, result, arm.interactions, prober.io.state.t - t0, chooser.seconds, lock_probes)
+
+
+def prior_beliefs(prober: Prober, parts: list[str], config: ExplorerConfig) -> LockBeliefs:
+    """The lock beliefs before any probe: prior odds by handle kind, and the moves the config rules out."""
+    odds = dict(config.locked_prior)
+    modes = {part: prober.io.sheet.affordances[part].mode for part in parts}
+    beliefs = LockBeliefs(parts, slip=config.slip, size_prior={p: odds.get(modes[p], 0.3) for p in parts})
+    if not config.allow_close:
+        beliefs.cannot.update((part, CLOSE) for part in parts)
+    if not config.allow_test:
+        beliefs.cannot.update((part, TEST) for part in parts)
+    return beliefs
 
 
 def _displaced_after(attempts: list[Attempt]) -> frozenset[str]:

@@ -1,11 +1,14 @@
 """puzzlebot-sim: the simulation experiment runner (hydra).
 
-With no arguments it generates a depth-3 lockbox and solves it in simulation, writing a run
-folder: the resolved config (.hydra/), the puzzle (puzzle.yaml), the plan and per-move
-results (episode.json), metrics (metrics.json) and a video of the solve (solve.mp4).
+With no arguments it generates a depth-3 lockbox and the agent solves it on the reality
+emulator through the driver layer, writing a run folder: the resolved config (.hydra/), the
+puzzle (puzzle.yaml), the driver's episode log with camera frames (episode/), the solve log
+(solve.json: every step, why it was chosen, its outcome), the fitted model (fitted_model.*),
+metrics (metrics.json, scored on the emulator's own final state) and a video (solve.mp4).
 
-Only the ground-truth oracle agent exists so far; the model-building agent and the other
-baselines come with the solve loop, and asking for them raises a clear error.
+Agents: `puzzlebot` (the default) and `oracle` (reads the true puzzle and acts in simulation:
+the upper bound). The random, nominal-model and PPO baselines are not built yet, and asking
+for them raises a clear error.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from puzzlebot.sim.generator import GeneratorConfig, generate  # noqa: E402
 from puzzlebot.sim.spec import PuzzleSpec, save_spec  # noqa: E402
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "puzzles"
+AGENTS = ("puzzlebot", "oracle")
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
@@ -61,19 +65,22 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     from puzzlebot.sim.world import PuzzleWorld, WorldConfig
 
     console = Console()
-    if cfg.agent.name != "oracle":
-        raise NotImplementedError(f"agent={cfg.agent.name!r} is not built yet: only the ground-truth 'oracle' "
-                                  "baseline exists (the model-building agent comes with the solve loop)")
+    if cfg.agent.name not in AGENTS:
+        raise NotImplementedError(f"agent={cfg.agent.name!r} is not built yet: the agents are {', '.join(AGENTS)} "
+                                  "(the random, nominal and PPO baselines come with the rest of the solve loop)")
     seed = int(cfg.seed)
     spec = resolve_puzzle(cfg, seed)
     if not isinstance(spec, PuzzleSpec):  # an MJCF puzzle: keep it with the run, then say why we stop
         shutil.copy(spec.source, out_dir / "puzzle.yaml")
         shutil.copy(spec.mjcf, out_dir / spec.mjcf.name)
-        reason = f"{spec.name} is an MJCF puzzle with no declared locks: the oracle cannot plan it"
-        _atomic_json(out_dir / "metrics.json", {"puzzle": spec.name, "agent": "oracle", "solved": False,
+        reason = (f"{spec.name} is an MJCF puzzle with no declared locks or marker sheet: "
+                  f"agent {cfg.agent.name!r} cannot play it yet")
+        _atomic_json(out_dir / "metrics.json", {"puzzle": spec.name, "agent": str(cfg.agent.name), "solved": False,
                                                 "reason": reason, "seed": seed})
         raise TypeError(reason)
     save_spec(spec, out_dir / "puzzle.yaml")
+    if cfg.agent.name == "puzzlebot":
+        return _run_puzzlebot(cfg, spec, seed, out_dir, console)
     world = PuzzleWorld(spec, WorldConfig(robot=str(cfg.robot.name)))
     recorder = _VideoRecorder(world, cfg.experiment, out_dir) if cfg.experiment.video else None
     oracle = Oracle(spec, max_attempts=int(cfg.agent.max_attempts), world=world,
@@ -103,6 +110,49 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     colour = "green" if result.solved else "red"
     console.print(f"[{colour}]solved={result.solved}[/] in {result.attempts} moves, "
                   f"{result.sim_time_s:.1f} s robot time, {wall:.1f} s compute -> {out_dir}")
+    return metrics
+
+
+def _run_puzzlebot(cfg: DictConfig, spec: PuzzleSpec, seed: int, out_dir: Path, console) -> dict[str, Any]:
+    """The agent on the lockstep reality emulator, through the driver layer; scored on the emulator."""
+    from puzzlebot.agent.affordances import marker_sheet, task_goals
+    from puzzlebot.agent.session import SessionConfig, run_solve
+    from puzzlebot.agent.solve import SolveConfig
+    from puzzlebot.real.emulator import EmulatorBackend, EmulatorConfig
+    from puzzlebot.real.recording import write_video
+
+    if str(cfg.robot.name) != "gripper":
+        raise NotImplementedError(f"agent=puzzlebot drives the floating gripper only so far (robot="
+                                  f"{cfg.robot.name!r}): the Jaco's hand is not wired into the prober yet")
+    session = SessionConfig()
+    emulator = EmulatorBackend(EmulatorConfig(puzzle=spec, robot="gripper", seed=seed, cameras=session.cameras,
+                                              image_size=(480, 640), realtime=False, lockstep=True))
+    goals = task_goals(spec)
+    console.print(f"[bold]puzzlebot-sim[/] puzzle [cyan]{spec.name}[/] ({len(spec.parts)} parts), agent "
+                  f"[cyan]puzzlebot[/] on the reality emulator (hidden gap, seed {seed}); task: "
+                  + ", ".join(f"open {g.part} by {g.min_opening:.3g}" for g in goals if g.min_opening is not None))
+    solve_config = SolveConfig(max_attempts=int(cfg.agent.max_attempts), max_robot_s=float(cfg.agent.max_robot_s))
+    with console.status("exploring and solving through the driver (lockstep emulator)..."):
+        result = run_solve(emulator, marker_sheet(spec), goals, out_dir, session, solve_config)
+    outcome = result.outcome
+    for i, step in enumerate(outcome.steps):
+        mark = {True: "[green]moved[/]", False: "[red]stayed[/]", None: "[yellow]not engaged[/]"}[step["moved"]]
+        console.print(f"  {i + 1}. {step['direction']} {step['part']}: {mark}  ({step['why']})")
+    frames = out_dir / "episode" / "frames_closeup.bin"
+    if cfg.experiment.video and frames.exists():
+        write_video(frames, out_dir / "solve.mp4")
+    metrics = {
+        "puzzle": spec.name, "agent": "puzzlebot", "robot": "gripper", "seed": seed,
+        "solved": result.solved, "believed_solved": outcome.believed_solved, "attempts": len(outcome.attempts),
+        "robot_time_s": outcome.robot_time_s, "compute_s": outcome.decide_s + result.fit_s,
+        "wall_s": result.wall_s, "reason": outcome.reason,
+    }
+    _atomic_json(out_dir / "metrics.json", metrics)
+    _log_wandb(cfg, metrics, out_dir)
+    colour = "green" if result.solved else "red"
+    console.print(f"[{colour}]solved on the emulator={result.solved}[/] (agent believes {outcome.believed_solved}: "
+                  f"{outcome.reason}) in {len(outcome.attempts)} probes, {outcome.robot_time_s:.0f} s robot time, "
+                  f"{metrics['compute_s']:.1f} s compute -> {out_dir}")
     return metrics
 
 

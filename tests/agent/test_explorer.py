@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from puzzlebot.agent.explorer import _ArmMoves, plan_to_open
+from puzzlebot.agent.explorer import ArmMoves, plan_to_open
 from puzzlebot.agent.locks import (
     CLOSE,
     OPEN,
@@ -72,7 +72,7 @@ def test_a_pushed_part_that_gave_to_a_test_is_not_tested_again() -> None:
     """It is not brought back, so each test would push it further out of where it blocks (a
     grasped part is tugged and returned: it may be tested again)."""
     cannot: set = set()
-    arm = _ArmMoves(_GivingProber({"bolt": "push", "drawer": "grasp"}), None, cannot)
+    arm = ArmMoves(_GivingProber({"bolt": "push", "drawer": "grasp"}), None, cannot)
     assert arm("bolt", TEST, frozenset()) and arm("drawer", TEST, frozenset())
     assert ("bolt", TEST) in cannot and ("drawer", TEST) not in cannot
     beliefs = LockBeliefs(["bolt", "drawer"])

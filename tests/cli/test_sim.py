@@ -8,15 +8,16 @@ import subprocess
 import sys
 
 import cv2
+import pytest
 import yaml
 
 
-def test_puzzlebot_sim_writes_a_complete_run_folder(tmp_path):
+def test_oracle_run_writes_a_complete_run_folder(tmp_path):
     run_dir = tmp_path / "run"
     env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "WANDB_MODE": "offline"}
     proc = subprocess.run(
-        [sys.executable, "-m", "puzzlebot.cli.sim", "puzzle.depth=1", "seed=4", "experiment.wandb=disabled",
-         "experiment.video_size=[120,160]", f"hydra.run.dir={run_dir}"],
+        [sys.executable, "-m", "puzzlebot.cli.sim", "agent=oracle", "puzzle.depth=1", "seed=4",
+         "experiment.wandb=disabled", "experiment.video_size=[120,160]", f"hydra.run.dir={run_dir}"],
         capture_output=True, text=True, env=env, timeout=240,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -34,9 +35,33 @@ def test_puzzlebot_sim_writes_a_complete_run_folder(tmp_path):
 
 def test_unbuilt_agent_fails_loudly(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "puzzlebot.cli.sim", "agent.name=puzzlebot", "experiment.wandb=disabled",
+        [sys.executable, "-m", "puzzlebot.cli.sim", "agent.name=ppo", "experiment.wandb=disabled",
          f"hydra.run.dir={tmp_path}"],
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode != 0
     assert "not built yet" in proc.stderr
+
+
+@pytest.mark.slow
+def test_the_agent_solves_a_lockbox_on_the_emulator_and_writes_its_run_folder(tmp_path):
+    """The default agent, through the driver layer, from camera images; solved means the emulator's own
+    final joint values meet the goal (the agent never reads them)."""
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "WANDB_MODE": "offline"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "puzzlebot.cli.sim", "puzzle.depth=1", "seed=4", "experiment.wandb=disabled",
+         "agent.max_attempts=8", f"hydra.run.dir={run_dir}"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["agent"] == "puzzlebot" and metrics["solved"] is True and metrics["believed_solved"] is True
+    assert 1 <= metrics["attempts"] <= 8
+    solve = json.loads((run_dir / "solve.json").read_text())
+    assert solve["solved_on_world"] is True and len(solve["steps"]) >= metrics["attempts"]
+    assert (run_dir / "fitted_model.xml").exists() and (run_dir / "episode").is_dir()
+    video = cv2.VideoCapture(str(run_dir / "solve.mp4"))
+    frames = int(video.get(cv2.CAP_PROP_FRAME_COUNT))
+    video.release()
+    assert frames > 10

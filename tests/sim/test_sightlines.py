@@ -8,7 +8,6 @@ from pathlib import Path
 
 import cv2
 import mujoco
-import numpy as np
 import pytest
 
 import puzzlebot.sim.validate as validate_module
