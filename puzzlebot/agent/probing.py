@@ -60,6 +60,7 @@ class ProbeConfig:
     max_turn_deg: float = 30.0  # most a push re-aims per tracked step of its handle
     test_push: float = 0.008  # m a side push gives before a test calls the part free: over a lock's play and
     # give (a locked bolt gave 5 mm under 12 N), within the travel over which a blocker blocks (a third or more)
+    press_drift: float = 0.004  # m across the push a pressing hand may move and still call it a press
     test_press: float = 0.003  # m a press gives before a test calls it free (a button blocks for >= 3.6 mm)
     grasp_margin: float = 0.012  # m of finger opening each side of a bar on the way in
     grasp_pitches_deg: tuple[float, ...] = (0.0, 35.0, -35.0)  # ways in to a bar, rolled about it
@@ -427,16 +428,16 @@ class Prober:
                 self.move_to(self.cmd_pos - approach * cfg.standoff, self.cmd_quat, cfg.free_speed)
                 continue
             handle_before = handle.copy()
-            if test:
-                limit = cfg.test_press if press else cfg.test_push
-                record.travel = self._servo_push(part, aff, d, record, give_limit=limit).gave
-                record.moved = record.travel >= limit
-            else:
-                pushed = self._servo_push(part, aff, d, record)
+            limit = (cfg.test_press if press else cfg.test_push) if test else cfg.moved_threshold
+            pushed = self._servo_push(part, aff, d, record, give_limit=limit if test else None)
+            if press:
                 # A press is judged by the hand: the cap moves along the cameras' line of sight,
                 # where a marker's depth is noisiest (several free buttons were seen "not moved").
-                record.travel = pushed.gave if press else pushed.travelled
-                record.moved = record.travel >= cfg.moved_threshold
+                record.travel = pushed.gave
+                record.moved = pushed.pressed(limit, cfg.press_drift)
+            else:
+                record.travel = pushed.gave if test else pushed.travelled
+                record.moved = record.travel >= limit
             record.contact = "press" if press else "side"
             self.move_to(self.cmd_pos - d * cfg.clearance * 2, self.cmd_quat, cfg.tug_speed)
             self.move_to(self.cmd_pos - approach * cfg.standoff, self.cmd_quat, cfg.free_speed)
@@ -575,9 +576,13 @@ class Prober:
                 break
             if travelled < cfg.moved_threshold and np.linalg.norm(state.tcp_position - hand_start) > 0.03:
                 break  # pushed 3 cm without the handle following: missed it, or it does not go this way
+        drift = 0.0
         if first_touch is not None:  # the record starts as the hand met the handle (the filter lags ~5 ticks)
+            touched_at = record.tcp_positions[first_touch]
+            sideways = (np.eye(3) - np.outer(d, d)) @ (state.tcp_position - touched_at)
+            drift = float(np.linalg.norm(sideways))
             _trim(record, max(0, first_touch - 5))
-        return Pushed(travelled, gave)
+        return Pushed(travelled, gave, drift)
 
 
 @dataclass(frozen=True)
@@ -586,6 +591,12 @@ class Pushed:
 
     travelled: float  # m: the larger of the tracked handle's displacement and the hand's advance on it
     gave: float  # m the hand advanced pushing on the handle under the tug force (a yielding part)
+    drift: float = 0.0  # m the hand moved across the push since it first touched (sliding off a handle)
+
+    def pressed(self, give: float, max_drift: float) -> bool:
+        """A press went in: the hand gave `give` straight in. A finger that slid off a knob or
+        crank pin also advances, but only by moving across the push round it."""
+        return self.gave >= give and self.drift < max_drift
 
 
 def _turned(quat: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:

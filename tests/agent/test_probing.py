@@ -148,3 +148,12 @@ def test_a_free_lid_is_grasped_centred_and_swung_open_to_its_stop() -> None:
     assert radii.max() - radii.min() < 0.03
     swung = np.degrees(np.arccos(np.clip(path[0] @ path[-1] / (radii[0] * radii[-1]), -1, 1)))
     assert swung > 60.0
+
+
+def test_a_press_that_went_in_sideways_is_not_a_press() -> None:
+    """A fingertip that slides off a knob's crank pin advances as far as a pressed cap does, but round it."""
+    from puzzlebot.agent.probing import Pushed
+
+    assert Pushed(travelled=0.012, gave=0.012, drift=0.0005).pressed(0.006, 0.004)
+    assert not Pushed(travelled=0.012, gave=0.012, drift=0.009).pressed(0.006, 0.004)
+    assert not Pushed(travelled=0.004, gave=0.002, drift=0.0).pressed(0.006, 0.004)
