@@ -6,8 +6,10 @@ replans from them, so a surprise (a part that stays put) changes the plan at onc
 plan keeps failing in the same state, or no plan exists, the step is an information-gain
 probe instead (`locks.next_probe`). The goal is judged by the agent's own estimate of how far
 the goal part is open (its fitted joint coordinate); a goal part that opened short of the
-goal is pushed on again. The world's verdict (the emulator's final state, or a person at the
-arm) is the runner's to read, never this loop's.
+goal is pushed on again. With `explorer.strategy="random"` (the baseline) every move is
+drawn uniformly from the feasible ones, with the same skills and stopping rule. The world's
+verdict (the emulator's final state, or a person at the arm) is the runner's to read, never
+this loop's.
 
 Not built yet (issue 5): rehearsing moves in the fitted MuJoCo model under posterior samples
 and sampling-based MPC skills; the skills here are the prober's compliant probes.
@@ -22,7 +24,16 @@ import numpy as np
 
 from puzzlebot.agent.affordances import TaskGoal
 from puzzlebot.agent.explorer import ArmMoves, ExplorerConfig, plan_to_open, prior_beliefs
-from puzzlebot.agent.locks import OPEN, ActiveExplorer, Attempt, LockBeliefs, Probe, apply_outcome, probes_allowed
+from puzzlebot.agent.locks import (
+    OPEN,
+    ActiveExplorer,
+    Attempt,
+    LockBeliefs,
+    Probe,
+    RandomExplorer,
+    apply_outcome,
+    probes_allowed,
+)
 from puzzlebot.agent.model_building import part_articulation
 from puzzlebot.agent.probing import Interaction, Prober
 
@@ -64,6 +75,7 @@ def solve(prober: Prober, parts: list[str], goals: list[TaskGoal], config: Solve
     beliefs = prior_beliefs(prober, parts, config.explorer)
     arm = ArmMoves(prober, None, beliefs.cannot)
     chooser = ActiveExplorer(horizon=config.explorer.horizon)
+    random_moves = config.explorer.strategy == "random"  # the baseline: same skills, moves drawn uniformly
     rng = np.random.default_rng(config.explorer.seed)
     io = prober.io
     t0 = io.state.t
@@ -99,7 +111,11 @@ def solve(prober: Prober, parts: list[str], goals: list[TaskGoal], config: Solve
             steps.append({"part": goal.part, "direction": OPEN, "why": "push the goal part further",
                           "moved": moved})
             continue
-        probe, why = _next_move(goal.part, beliefs, displaced, failed_in_state, config, chooser, rng)
+        if random_moves:
+            allowed = probes_allowed(beliefs, displaced)
+            probe, why = (RandomExplorer().choose(beliefs, displaced, rng), "random") if allowed else (None, "")
+        else:
+            probe, why = _next_move(goal.part, beliefs, displaced, failed_in_state, config, chooser, rng)
         decide += time.perf_counter() - tic
         if probe is None:
             reason = f"no move left that could open {goal.part!r}"

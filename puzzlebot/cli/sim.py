@@ -119,7 +119,6 @@ def _run_puzzlebot(cfg: DictConfig, spec: PuzzleSpec, seed: int, out_dir: Path, 
     from puzzlebot.agent.session import SessionConfig, run_solve
     from puzzlebot.agent.solve import SolveConfig
     from puzzlebot.real.emulator import EmulatorBackend, EmulatorConfig
-    from puzzlebot.real.recording import write_video
 
     if str(cfg.robot.name) != "gripper":
         raise NotImplementedError(f"agent=puzzlebot drives the floating gripper only so far (robot="
@@ -138,9 +137,9 @@ def _run_puzzlebot(cfg: DictConfig, spec: PuzzleSpec, seed: int, out_dir: Path, 
     for i, step in enumerate(outcome.steps):
         mark = {True: "[green]moved[/]", False: "[red]stayed[/]", None: "[yellow]not engaged[/]"}[step["moved"]]
         console.print(f"  {i + 1}. {step['direction']} {step['part']}: {mark}  ({step['why']})")
-    frames = out_dir / "episode" / "frames_closeup.bin"
-    if cfg.experiment.video and frames.exists():
-        write_video(frames, out_dir / "solve.mp4")
+    closeup = out_dir / "episode" / "closeup.mp4"  # the episode log's own video of the close-up camera
+    if cfg.experiment.video and closeup.exists():
+        shutil.copyfile(closeup, out_dir / "solve.mp4")
     metrics = {
         "puzzle": spec.name, "agent": "puzzlebot", "robot": "gripper", "seed": seed,
         "solved": result.solved, "believed_solved": outcome.believed_solved, "attempts": len(outcome.attempts),
