@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from held_out import held_out_puzzles, parse_depths
 from rich.progress import Progress
 
 from puzzlebot.agent.affordances import marker_sheet
@@ -31,17 +32,8 @@ from puzzlebot.agent.explorer import ExplorerConfig
 from puzzlebot.agent.scoring import graph_f1, score_model, true_joints, true_lock_graph
 from puzzlebot.agent.session import SessionConfig, run_session
 from puzzlebot.real.emulator import EmulatorBackend, EmulatorConfig
-from puzzlebot.sim.generator import GeneratorConfig, generate
 
 RESULTS = Path(__file__).resolve().parent / "results"
-HELD_OUT_SEED = 9000  # generator seeds from here on are used by no test
-
-
-def _depths(text: str) -> list[int]:
-    if "-" in text:
-        lo, hi = text.split("-")
-        return list(range(int(lo), int(hi) + 1))
-    return [int(v) for v in text.split(",")]
 
 
 def run_one(spec, strategy: str, seed: int, max_probes: int, runs: Path) -> dict[str, Any]:
@@ -191,8 +183,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one depth-1 lockbox (a smoke run, under a minute)")
     parser.add_argument("--runs", type=Path, default=Path("outputs/benchmarks/model_building"))
     args = parser.parse_args()
-    depths, seeds = ([1], 1) if args.quick else (_depths(args.depths), args.seeds)
-    specs = [generate(GeneratorConfig(depth=d, seed=HELD_OUT_SEED + 100 * d + s)) for d in depths for s in range(seeds)]
+    depths, seeds = ([1], 1) if args.quick else (parse_depths(args.depths), args.seeds)
+    specs = [spec for _, spec in held_out_puzzles(depths, seeds)]
     runs: list[dict[str, Any]] = []
     t0 = time.monotonic()
     with Progress() as progress:

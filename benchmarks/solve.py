@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from held_out import held_out_puzzles, parse_depths
 from rich.progress import Progress
 
 from puzzlebot.agent.affordances import marker_sheet, task_goals
@@ -39,24 +40,15 @@ from puzzlebot.agent.explorer import ExplorerConfig
 from puzzlebot.agent.session import SessionConfig, run_solve
 from puzzlebot.agent.solve import SolveConfig
 from puzzlebot.real.emulator import EmulatorBackend, EmulatorConfig
-from puzzlebot.sim.generator import GeneratorConfig, generate
 from puzzlebot.sim.oracle import Oracle
 from puzzlebot.sim.world import WorldConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
-HELD_OUT_SEED = 9000  # generator seeds from here on are used by no test
 AGENTS = ("puzzlebot", "random", "oracle")
 NOT_BUILT = {
     "nominal": "not built: needs the rehearsal planner in the fitted model (issue 5)",
     "ppo": "not built: model-free PPO on the emulator (issue 5)",
 }
-
-
-def _depths(text: str) -> list[int]:
-    if "-" in text:
-        lo, hi = text.split("-")
-        return list(range(int(lo), int(hi) + 1))
-    return [int(v) for v in text.split(",")]
 
 
 def run_agent(spec, depth: int, agent: str, seed: int, budget: SolveConfig, runs: Path) -> dict[str, Any]:
@@ -155,15 +147,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one depth-1 lockbox (under a minute)")
     parser.add_argument("--runs", type=Path, default=Path("outputs/benchmarks/solve"))
     args = parser.parse_args()
-    depths, seeds = ([1], 1) if args.quick else (_depths(args.depths), args.seeds)
+    depths, seeds = ([1], 1) if args.quick else (parse_depths(args.depths), args.seeds)
     budget = SolveConfig(max_attempts=args.max_attempts, max_robot_s=args.max_robot_s)
-    puzzles = [(d, s, generate(GeneratorConfig(depth=d, seed=HELD_OUT_SEED + 100 * d + s)))
-               for d in depths for s in range(seeds)]
+    puzzles = held_out_puzzles(depths, seeds)
     rows: list[dict[str, Any]] = []
     t0 = time.monotonic()
     with Progress() as progress:
         task = progress.add_task("solving", total=len(AGENTS) * len(puzzles))
-        for i, (depth, _, spec) in enumerate(puzzles):
+        for i, (depth, spec) in enumerate(puzzles):
             for agent in AGENTS:
                 progress.update(task, description=f"{spec.name}: {agent}")
                 try:
