@@ -11,10 +11,16 @@ before the default cameras) and rays are cast with `mujoco.mj_ray`:
   black square spans `MIN_MARKER_PIXELS`, and every sight line from the camera to a grid on
   the black square is clear. Each marker must be seen by one of `PERCEPTION_CAMERAS` with
   every part closed, and a part's marker also a quarter of the way through its own travel (the
-  tracker follows it while it opens; a door swung further faces away, which is fine);
+  tracker follows it while it opens; a door swung further faces away, which is fine), and
+  every other part's marker with each non-goal part open (a bolt slid down laid its marker
+  plate over a corner of the marker below it, whose pose then came out 35 degrees off);
 - a handle is *blocked* when a ray in its approach corridor (the fingers' width, 12 cm out)
   hits another part, with every part closed and with each non-goal part open in turn (a goal
-  part open means the puzzle is solved: nothing needs reaching after it).
+  part open means the puzzle is solved: nothing needs reaching after it);
+- a handle pushed sideways (a bolt's knob, a lever, a knob's pin: its opening motion runs
+  across its approach) has *no room to push* when a ray in the corridor behind it (where the
+  closed fingers go, `PUSH_ROOM` deep against its motion) hits another part, in the same poses:
+  an open bolt's knob beside a closed bolt left the hand no way to push the second one.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ SIGHT_GRID_EXTENT = 0.8  # of the black square's half side: a graze on its outer
 TRACKED_TRAVEL = 0.25  # of its range a part's marker must stay seen over: enough to fit its joint
 CORRIDOR_LENGTH = 0.12  # m in front of a handle the hand travels through
 CORRIDOR_HALF_WIDTH = 0.02  # m either side of the handle's centre line: the fingers' pads
+PUSH_ROOM = 0.024  # m behind a pushed handle, against its motion: the closed fingers' thickness
+PUSH_HALF_WIDTH = 0.01  # m either side of the push line the fingers cover
 _GRID = np.linspace(-1.0, 1.0, 5)
 
 
@@ -82,16 +90,70 @@ def obstructions(spec: PuzzleSpec, cameras: tuple[str, ...] = PERCEPTION_CAMERAS
         why = _unseen(model, data, name, cameras)
         if why:
             found.append(Obstruction(name, "marker", why, f"{name!r} {TRACKED_TRAVEL:.0%} open"))
+    for mover in [p for p in parts if p not in goals]:
+        pose({**q0, mover: compiled.layouts[mover].joint.range[1]})
+        for name in [p for p in parts if p != mover]:
+            why = _unseen(model, data, name, cameras)
+            if why:
+                found.append(Obstruction(name, "marker", why, f"{mover!r} open"))
     for name in parts:
-        approach = compiled.layouts[name].handle.approach
+        handle = compiled.layouts[name].handle
+        pose(q0)
+        push = _side_push(model, data, name, handle.approach, compiled.layouts[name].joint.range[1] - q0[name])
         for mover in [None, *[p for p in parts if p != name and p not in goals]]:
             pose(q0 if mover is None else {**q0, mover: compiled.layouts[mover].joint.range[1]})
-            hit = _corridor_hit(model, data, name, approach)
+            where = "every part closed" if mover is None else f"{mover!r} open"
+            hit = _corridor_hit(model, data, name, handle.approach)
             if hit:
-                found.append(Obstruction(name, "handle", f"is blocked by geom {hit!r}",
-                                         "every part closed" if mover is None else f"{mover!r} open"))
+                found.append(Obstruction(name, "handle", f"is blocked by geom {hit!r}", where))
+                break
+            hit = None if push is None else _push_room_hit(model, data, name, handle.approach, push, handle.radius)
+            if hit:
+                found.append(Obstruction(name, "handle", f"has no room to be pushed: geom {hit!r} is behind it",
+                                         where))
                 break
     return found
+
+
+def _side_push(model: mujoco.MjModel, data: mujoco.MjData, name: str, approach: np.ndarray,
+               span: float) -> np.ndarray | None:
+    """The direction (in the part's body frame) a handle starts to open along, if that runs
+    across its approach (a side push); None for a pull or press along the approach."""
+    site = model.site(f"{name}/handle").id
+    body = model.site_bodyid[site]
+    adr = model.jnt_qposadr[model.joint(f"{name}/joint").id]
+    start = data.site_xpos[site].copy()
+    data.qpos[adr] += 0.05 * span
+    mujoco.mj_kinematics(model, data)
+    step = data.site_xpos[site] - start
+    data.qpos[adr] -= 0.05 * span
+    mujoco.mj_kinematics(model, data)
+    norm = float(np.linalg.norm(step))
+    if norm < 1e-9:
+        return None
+    rot = data.xmat[body].reshape(3, 3)
+    d = rot.T @ (step / norm)  # body frame, as `approach`
+    return None if abs(d @ approach) > 0.7 else d
+
+
+def _push_room_hit(model: mujoco.MjModel, data: mujoco.MjData, name: str, approach: np.ndarray, push: np.ndarray,
+                   radius: float) -> str | None:
+    """The name of the first geom of another body where the fingers go to push the handle along `push`."""
+    site = model.site(f"{name}/handle").id
+    body = model.site_bodyid[site]
+    rot = data.xmat[body].reshape(3, 3)
+    a, d = rot @ approach, rot @ push
+    d = d - (d @ a) * a
+    d /= np.linalg.norm(d)
+    e = np.cross(a, d)
+    handle = data.site_xpos[site]
+    for back in np.linspace(radius + 0.004, radius + PUSH_ROOM, 3):
+        for across in _GRID:
+            start = handle - a * CORRIDOR_LENGTH - d * back + e * across * PUSH_HALF_WIDTH
+            hit = _ray(model, data, start, a, CORRIDOR_LENGTH, exclude_body=body)
+            if hit is not None:
+                return model.geom(hit).name or f"geom {hit}"
+    return None
 
 
 def _unseen(model: mujoco.MjModel, data: mujoco.MjData, name: str, cameras: tuple[str, ...]) -> str | None:
