@@ -68,6 +68,7 @@ class ProbeConfig:
     grasp_obstruction: float = 0.01  # m: a grasp's way in that stops this short hit something else
     table_z: float = 0.0  # m: height of the work surface in the world (robot) frame, from the cell's set-up
     table_clearance: float = 0.008  # m the hand's envelope keeps above the table
+    finger_clearance: float = 0.004  # m closed fingers keep above it, pushing or pressing a low handle
     max_tilt_deg: float = 40.0  # how far the hand pitches up from a handle to clear the table
 
 
@@ -167,9 +168,14 @@ class Prober:
         cfg = self.config
         current = self.cmd_pos - self._tool_z() * cfg.standoff * 0.5
         self.move_to(current, self.cmd_quat, cfg.free_speed)
+        if abs(approach[2]) < 0.3:  # a face seen a few degrees off vertical: come in level (a stand-off
+            # dipped by the estimate's tilt put the fingers of a push under a low knob into the table)
+            approach = approach * [1.0, 1.0, 0.0] / np.linalg.norm(approach[:2])
         standoff = pos - approach * cfg.standoff
         self.move_to(standoff, quat, cfg.free_speed)
         if guarded:
+            # let the hand come to rest first: right after a fast turn its lag reads as a touch
+            self.wait(cfg.settle_s)
             return self.guarded_move(pos, cfg.tug_speed * 2)
         self.move_to(pos, quat, cfg.free_speed * 0.4)
         return False
@@ -221,18 +227,22 @@ class Prober:
         else:
             self._push_probe(part, aff, handle, approach, candidates, record, test)
         record.attempted = record.attempted and record.engaged  # re-judged by the cameras below
-        self.park()
-        parked = self.io.state.t
-        self.io.hold(self.config.view_s, grip=self.grip)
-        if self.io.seen_since(part, parked):  # the cameras have the last word once the hand is away
+        if self._view_parked(part):  # the cameras have the last word once the hand is away
             end, _, _ = self.io.handle_world(part)
             record.handle_end = end
-            seen = float(np.linalg.norm(end - handle))
+            seen = _travel(end - handle, approach, record.contact)
             if not test and record.contact != "press":
                 record.travel = seen
                 record.moved = seen >= self.config.moved_threshold
             record.attempted = record.attempted or seen >= self.config.moved_threshold  # slid without a felt push
         return record
+
+    def _view_parked(self, part: str) -> bool:
+        """Park and look: whether the cameras saw the part with the hand away."""
+        self.park()
+        parked = self.io.state.t
+        self.io.hold(self.config.view_s, grip=self.grip)
+        return self.io.seen_since(part, parked)
 
     def park(self) -> None:
         """Back off the puzzle and return to the parking pose, out of the cameras' view."""
@@ -442,7 +452,7 @@ class Prober:
             self.move_to(self.cmd_pos - d * cfg.clearance * 2, self.cmd_quat, cfg.tug_speed)
             self.move_to(self.cmd_pos - approach * cfg.standoff, self.cmd_quat, cfg.free_speed)
             if record.moved and not test and not press:
-                seen = self._seen_travel(part, handle_before)
+                seen = self._seen_travel(part, handle_before, approach)
                 # the hand's own advance while pushing can be a finger riding over the handle or
                 # the puzzle's give: where the cameras see the handle after the push, they decide
                 record.moved = seen is None or seen >= cfg.moved_threshold
@@ -460,15 +470,15 @@ class Prober:
         short = float((pos - state.tcp_position) @ approach)
         return along > 0.7 and short < 2 * aff.radius + 0.02
 
-    def _seen_travel(self, part: str, before: np.ndarray) -> float | None:
-        """How far the cameras see the handle from `before` once the hand has backed off
-        (None when they do not see it: the hand or the part hides the marker)."""
+    def _seen_travel(self, part: str, before: np.ndarray, approach: np.ndarray) -> float | None:
+        """How far the cameras see the handle from `before`, across its face, once the hand has
+        backed off (None when they do not see it: the hand or the part hides the marker)."""
         since = self.io.state.t
         self.io.hold(self.config.view_s * 0.5, grip=self.grip)
         if not self.io.seen_since(part, since):
             return None
         now, _, _ = self.io.handle_world(part)
-        return float(np.linalg.norm(now - before))
+        return _travel(now - before, approach, "side")
 
     def _push_pose(self, aff: Affordance, handle: np.ndarray, approach: np.ndarray,
                    d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -486,7 +496,8 @@ class Prober:
                 level = np.array([0.0, 1.0, 0.0])
             # tool y along `level` when the hand is widest along y, tool x along it otherwise
             grip = level if abs(wide[1]) >= abs(wide[0]) else np.cross(approach, level)
-            return self._clear_table(handle - d * hand.press_reach, tool_quat(approach, grip), handle, approach)
+            return self._clear_table(handle - d * hand.press_reach, tool_quat(approach, grip), handle, approach,
+                                     push_from_below=d[2] * (self.config.clearance + 0.01))
         world = np.column_stack([np.cross(d, approach), d, approach])
         best = None
         for push in hand.side_pushes:
@@ -499,13 +510,25 @@ class Prober:
         _, rot, point = best
         depth = min(-point[2], 0.02 - hand.press_reach)
         offset = approach * depth - d * aff.radius - rot @ (point * [1.0, 1.0, 0.0])
-        return self._clear_table(handle + offset, quat_from_matrix(rot), handle - d * aff.radius, approach)
+        # the hand comes in `clearance` short of the handle along `d` (below it, pushing up)
+        return self._clear_table(handle + offset, quat_from_matrix(rot), handle - d * aff.radius, approach,
+                                 push_from_below=d[2] * self.config.clearance)
 
-    def _clear_table(self, pos: np.ndarray, quat: np.ndarray, pivot: np.ndarray,
-                     approach: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        cfg = self.config
-        return clear_table(pos, quat, pivot, approach, np.array(self.hand.envelope, dtype=float).reshape(-1, 3),
-                           cfg.table_z + cfg.table_clearance, cfg.max_tilt_deg)
+    def _clear_table(self, pos: np.ndarray, quat: np.ndarray, pivot: np.ndarray, approach: np.ndarray,
+                     push_from_below: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """`clear_table` with this hand: the palm and wrist keep `table_clearance`. For a push or
+        press (`push_from_below` given: how much lower than this pose the hand comes in) the
+        closed fingers, which go under or beside the handle, keep `finger_clearance` too."""
+        cfg, hand = self.config, self.hand
+        points = np.array(hand.envelope, dtype=float).reshape(-1, 3)
+        floors = np.full(len(points), cfg.table_z + cfg.table_clearance)
+        if push_from_below is not None:
+            if hand.closed_fingers:
+                fingers = np.array(hand.closed_fingers, dtype=float)
+                points = np.vstack([points, fingers])
+                floors = np.concatenate([floors, np.full(len(fingers), cfg.table_z + cfg.finger_clearance)])
+            floors = floors + max(push_from_below, 0.0)
+        return clear_table(pos, quat, pivot, approach, points, floors, cfg.max_tilt_deg)
 
     def _servo_push(self, part: str, aff: Affordance, d: np.ndarray, record: Interaction,
                     give_limit: float | None = None) -> Pushed:
@@ -599,6 +622,15 @@ class Pushed:
         return self.gave >= give and self.drift < max_drift
 
 
+def _travel(step: np.ndarray, approach: np.ndarray, contact: str) -> float:
+    """A handle's seen travel. After a side push, only its motion across its face counts: a
+    marker's depth along the cameras' line of sight is the noisiest part of its pose (two views
+    of a bolt held by its lock's 2 mm of play were 7 mm apart), and a push moves it in its face."""
+    if contact == "side":
+        step = step - (step @ approach) * approach
+    return float(np.linalg.norm(step))
+
+
 def _turned(quat: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
     """`quat` turned by the smallest rotation taking unit vector `before` to `after`."""
     axis = np.cross(before, after)
@@ -634,23 +666,28 @@ def _clear(record: Interaction) -> None:
 
 
 def clear_table(pos: np.ndarray, quat: np.ndarray, pivot: np.ndarray, approach: np.ndarray,
-                envelope: np.ndarray, floor: float, max_tilt_deg: float) -> tuple[np.ndarray, np.ndarray]:
+                envelope: np.ndarray, floor: float | np.ndarray, max_tilt_deg: float) -> tuple[np.ndarray, np.ndarray]:
     """A TCP pose pitched about `pivot` (where the hand touches the handle), back end up, until
-    the hand's `envelope` (tool-frame points) is above `floor` (world z); a handle high enough
-    keeps the pose as it is, one too low gets the pose that clears most."""
+    the hand's `envelope` (tool-frame points) is above `floor` (world z, one for all points or one
+    per point); a handle high enough keeps the pose as it is, one too low gets the pose that
+    clears most."""
     axis = np.cross(approach, [0.0, 0.0, 1.0])
     if len(envelope) == 0 or np.linalg.norm(axis) < 1e-6:
         return pos, quat
     axis /= np.linalg.norm(axis)
     rot = _matrix(quat)
-    best = (float(np.min((pos + envelope @ rot.T)[:, 2])), pos, quat)
+
+    def margin(p: np.ndarray, r: np.ndarray) -> float:
+        return float(np.min((p + envelope @ r.T)[:, 2] - floor))
+
+    best = (margin(pos, rot), pos, quat)
     for tilt in np.radians(np.arange(5.0, max_tilt_deg + 1e-9, 5.0)):
-        if best[0] >= floor:
+        if best[0] >= 0.0:
             break
         for sign in (1.0, -1.0):
             turn = _axis_angle(axis, sign * tilt)
             p, r = pivot + turn @ (pos - pivot), turn @ rot
-            low = float(np.min((p + envelope @ r.T)[:, 2]))
+            low = margin(p, r)
             if low > best[0]:
                 best = (low, p, quat_from_matrix(r))
     return best[1], best[2]

@@ -67,6 +67,9 @@ class HandGeometry:
     envelope: tuple[tuple[float, float, float], ...] = ()
     """Tool-frame points bounding the hand behind its fingers (palm and wrist corners): a skill
     tilts the hand until they clear the table; empty means unchecked."""
+    closed_fingers: tuple[tuple[float, float, float], ...] = ()
+    """Tool-frame corners of the closed fingers: a push or press, whose fingertips go under or
+    beside a low handle, keeps them clear of the table too; empty means unchecked."""
 
 
 class ArmController(abc.ABC):

@@ -26,6 +26,7 @@ from puzzlebot.sim.robots.base import (
 
 PREFIX = "gripper/"
 PALM_Z, PALM_HALF = -0.065, (0.025, 0.06, 0.02)  # tool frame, m: the palm box behind the fingers
+FINGER_Z, FINGER_HALF = -0.015, (0.012, 0.006, 0.03)  # finger box centre and half sizes, finger frame
 WRIST_Z, WRIST_RADIUS, WRIST_HALF_LENGTH = -0.12, 0.03, 0.035  # the wrist cylinder behind the palm
 
 
@@ -71,8 +72,8 @@ class FloatingGripper(RobotModel):
             finger = palm.add_body(name=f"{PREFIX}{side}_finger", pos=[0, sign * (cfg.finger_travel + 0.006), 0])
             finger.add_joint(name=f"{PREFIX}{side}_finger", type=mujoco.mjtJoint.mjJNT_SLIDE, axis=[0, -sign, 0],
                              range=[0, cfg.finger_travel], damping=20.0, armature=cfg.finger_armature)
-            finger.add_geom(name=f"{PREFIX}{side}_finger", type=mujoco.mjtGeom.mjGEOM_BOX, pos=[0, 0, -0.015],
-                            size=[0.012, 0.006, 0.03], mass=0.05, rgba=[0.5, 0.5, 0.55, 1], condim=4,
+            finger.add_geom(name=f"{PREFIX}{side}_finger", type=mujoco.mjtGeom.mjGEOM_BOX, pos=[0, 0, FINGER_Z],
+                            size=list(FINGER_HALF), mass=0.05, rgba=[0.5, 0.5, 0.55, 1], condim=4,
                             friction=[1.5, 0.02, 0.001], priority=1, solref=[0.01, 1],
                             solimp=[0.95, 0.99, 0.001, 0.5, 2.0], **bits)
         scene.add_equality(name=f"{PREFIX}weld", type=mujoco.mjtEq.mjEQ_WELD, name1=f"{PREFIX}palm",
@@ -109,19 +110,27 @@ def _envelope() -> tuple[tuple[float, float, float], ...]:
     return tuple((sx * hx, sy * hy, z) for z, hx, hy in slabs for sx in (1.0, -1.0) for sy in (1.0, -1.0))
 
 
+def _closed_fingers() -> tuple[tuple[float, float, float], ...]:
+    """Corners of the two closed finger boxes together, tool frame."""
+    half_x, half_y = FINGER_HALF[0], 2 * FINGER_HALF[1]
+    ends = (FINGER_Z - FINGER_HALF[2], FINGER_Z + FINGER_HALF[2])
+    return tuple((sx * half_x, sy * half_y, z) for z in ends for sx in (1.0, -1.0) for sy in (1.0, -1.0))
+
+
 class GripperController(ArmController):
     joint_names = (f"{PREFIX}left_finger", f"{PREFIX}right_finger")
     # Closed fingers: box tips reach 1.5 cm past the TCP and are 2 x 6 mm thick around it, so
     # their +y face pushes sideways (the finger geoms in `FloatingGripper.attach`); grasps
     # start fully open; NOTES.md: 0.5 m/s in free space worked.
-    # The fingers' 1.2 cm faces across (tool x) push too: the palm (12 cm along tool y) then
+    # The fingers' 1.2 cm faces across (tool x) push too, 5 mm from their tips (which then go
+    # under a low knob, the hand pitched up behind them): the palm (12 cm along tool y) then
     # lies level while pushing a low handle up or down.
     hand = HandGeometry(press_reach=0.015,
                         side_pushes=(SidePush(point=(0.0, 0.012, 0.0)),
-                                     SidePush(point=(0.012, 0.0, 0.0), axis=(1.0, 0.0, 0.0))),
+                                     SidePush(point=(0.012, 0.0, 0.01), axis=(1.0, 0.0, 0.0))),
                         preshape=0.0, grasp_offset=0.0, max_speed=0.5, wide_axis=(0.0, 1.0, 0.0),
                         opening=2 * GripperConfig().finger_travel,
-                        envelope=_envelope())
+                        envelope=_envelope(), closed_fingers=_closed_fingers())
 
     def __init__(self, model: mujoco.MjModel, data: mujoco.MjData, robot: FloatingGripper):
         self.model, self.data, self.robot = model, data, robot
