@@ -23,7 +23,7 @@ from puzzlebot.agent.perception import (
 )
 from puzzlebot.agent.perception.markers import BASE_PLATE_SIDE
 from puzzlebot.agent.perception.privileged import privileged_relative_poses
-from puzzlebot.agent.perception.tracker import quat_angle
+from puzzlebot.agent.perception.tracker import quat_angle, quat_to_matrix
 from puzzlebot.sim.build import DEFAULT_CAMERAS
 from puzzlebot.sim.frames import quat_from_matrix
 from puzzlebot.sim.spec import load_spec
@@ -243,3 +243,29 @@ def test_best_camera_wins_when_several_see_a_part():
     bad = [_obs(0, CAM_BASE, 0.0, "b"), _obs(2, CAM_BASE @ _pose([0.06, 0, 0]), 0.0, "b", error=0.8)]
     tracker.update(good + bad, 0.0)
     np.testing.assert_allclose(tracker.tracks["drawer"].positions[-1], [0.05, 0, 0], atol=1e-9)
+
+
+def test_a_flipped_pnp_solution_is_replaced_by_the_one_that_agrees_with_the_track():
+    # IPPE's two fits of a small face-on marker differ by a tilt about the line of sight; noise
+    # can make the wrong one the better fit in every frame of a still scene, which would re-seed
+    # the track on it. The observation carries the other fit, and the tracker keeps that one.
+    tracker = PartTracker({2: "bolt"})
+    true = _pose([0.1, 0.05, 0.0])
+    tilt = np.eye(4)
+    tilt[:3, :3] = [[np.cos(0.6), 0, np.sin(0.6)], [0, 1, 0], [-np.sin(0.6), 0, np.cos(0.6)]]
+    for i in range(3):
+        tracker.update([_obs(0, CAM_BASE, 0.04 * i), _obs(2, CAM_BASE @ true, 0.04 * i)], 0.04 * i)
+    for i in range(3, 8):  # five still frames in a row whose best fit is the flipped one
+        flipped = MarkerObservation(2, 0.04 * i, "cam", CAM_BASE @ true @ tilt, np.zeros((4, 2)), 0.1,
+                                    alternative=CAM_BASE @ true)
+        assert tracker.update([_obs(0, CAM_BASE, 0.04 * i), flipped], 0.04 * i).accepted == ("bolt",)
+    track = tracker.tracks["bolt"]
+    assert len(track) == 8
+    np.testing.assert_allclose(quat_to_matrix(track.quaternions[-1]), np.eye(3), atol=1e-9)
+    # without the other fit, the same frames re-seed the track on the flip
+    tracker = PartTracker({2: "bolt"})
+    for i in range(3):
+        tracker.update([_obs(0, CAM_BASE, 0.04 * i), _obs(2, CAM_BASE @ true, 0.04 * i)], 0.04 * i)
+    for i in range(3, 8):
+        tracker.update([_obs(0, CAM_BASE, 0.04 * i), _obs(2, CAM_BASE @ true @ tilt, 0.04 * i)], 0.04 * i)
+    assert not np.allclose(quat_to_matrix(tracker.tracks["bolt"].quaternions[-1]), np.eye(3), atol=1e-3)

@@ -36,6 +36,11 @@ class MarkerObservation:
     T_cam_marker: np.ndarray  # 4x4; OpenCV camera frame: x right, y down, z forward
     corners_px: np.ndarray  # (4, 2): top-left, top-right, bottom-right, bottom-left
     reprojection_error_px: float  # RMS over the four corners
+    alternative: np.ndarray | None = None
+    """4x4: IPPE's other solution (the marker tilted the other way about the line of sight) when it
+    also fits the corners within the reprojection limit. A small marker seen face-on fits both
+    about equally, and image noise can pick the wrong one frame after frame; the tracker keeps
+    whichever agrees with the part's track."""
 
     @property
     def side_px(self) -> float:
@@ -147,25 +152,24 @@ class MarkerDetector:
         if edges.min() < self.config.min_side_px:
             self.rejected["too_small"] += 1
             return None
-        pose, error = self._solve(_square_points(side), corners)
-        if error > self.config.max_reprojection_error_px:
+        solutions = self._solve(_square_points(side), corners)
+        if not solutions or solutions[0][0] > self.config.max_reprojection_error_px:
             self.rejected["reprojection"] += 1
             return None
-        return MarkerObservation(marker_id, t, self.camera, pose, corners, error)
+        (error, pose), others = solutions[0], solutions[1:]
+        alternative = next((T for e, T in others if e <= self.config.max_reprojection_error_px), None)
+        return MarkerObservation(marker_id, t, self.camera, pose, corners, error, alternative)
 
-    def _solve(self, object_points: np.ndarray, corners: np.ndarray) -> tuple[np.ndarray, float]:
-        """Best of IPPE's two square solutions, LM-refined; returns (T_cam_marker, RMS px error)."""
+    def _solve(self, object_points: np.ndarray, corners: np.ndarray) -> list[tuple[float, np.ndarray]]:
+        """IPPE's square solutions in front of the camera, LM-refined, best first: (RMS px error, T_cam_marker)."""
         _, rvecs, tvecs, _ = cv2.solvePnPGeneric(object_points, corners, self._K, self._dist,
                                                  flags=cv2.SOLVEPNP_IPPE_SQUARE)
-        best: tuple[float, np.ndarray, np.ndarray] | None = None
+        out = []
         for rvec, tvec in zip(rvecs, tvecs, strict=True):
             rvec, tvec = cv2.solvePnPRefineLM(object_points, corners, self._K, self._dist, rvec.copy(), tvec.copy())
-            error = self._rms(object_points, corners, rvec, tvec)
-            if tvec.ravel()[2] > 0 and (best is None or error < best[0]):
-                best = (error, rvec, tvec)
-        if best is None:
-            return np.eye(4), float("inf")
-        return _pose_matrix(best[1], best[2]), best[0]
+            if tvec.ravel()[2] > 0:
+                out.append((self._rms(object_points, corners, rvec, tvec), _pose_matrix(rvec, tvec)))
+        return sorted(out, key=lambda solution: solution[0])
 
     def _rms(self, object_points: np.ndarray, corners: np.ndarray, rvec: np.ndarray, tvec: np.ndarray) -> float:
         projected, _ = cv2.projectPoints(object_points, rvec, tvec, self._K, self._dist)

@@ -135,7 +135,7 @@ class PartTracker:
         by_camera: dict[str, list[MarkerObservation]] = {}
         for obs in observations:
             by_camera.setdefault(obs.camera, []).append(obs)
-        candidates: dict[str, tuple[float, np.ndarray]] = {}  # part -> (uncertainty, T_base_part)
+        candidates: dict[str, tuple[float, np.ndarray, np.ndarray | None]] = {}  # part -> (uncertainty, T, alt.)
         base_used: int | None = None
         for camera_obs in by_camera.values():
             base = self._base_from_camera(camera_obs)
@@ -149,10 +149,11 @@ class PartTracker:
                     continue
                 score = _uncertainty(obs)
                 if part not in candidates or score < candidates[part][0]:  # several cameras: keep the best
-                    candidates[part] = (score, T_ref_cam @ obs.T_cam_marker)
+                    alternative = None if obs.alternative is None else T_ref_cam @ obs.alternative
+                    candidates[part] = (score, T_ref_cam @ obs.T_cam_marker, alternative)
         accepted, rejected = [], []
-        for part, (_, T) in candidates.items():
-            (accepted if self._accept(self.tracks[part], t, T) else rejected).append(part)
+        for part, (_, T, alternative) in candidates.items():
+            (accepted if self._accept(self.tracks[part], t, T, alternative) else rejected).append(part)
         poses = {name: pose for name, track in self.tracks.items() if (pose := track.latest(t)) is not None}
         note = "" if base_used is not None else (
             "no base marker usable in any camera: no relative poses this frame" if observations else "no markers seen")
@@ -192,12 +193,19 @@ class PartTracker:
         mean[:3, 3] = np.mean([s[:3, 3] for s in samples], axis=0)
         self.T_ref_secondary = mean
 
-    def _accept(self, track: PartTrack, t: float, T: np.ndarray) -> bool:
-        """Gate a measurement against the last accepted pose; append it (smoothed) if plausible."""
+    def _accept(self, track: PartTrack, t: float, T: np.ndarray, alternative: np.ndarray | None = None) -> bool:
+        """Gate a measurement against the last accepted pose; append it (smoothed) if plausible.
+
+        `alternative` is the marker's other PnP solution: taken instead when only it agrees with
+        the track (the best fit flipped the marker's tilt)."""
         cfg = self.config
         pose = PartPose(t, T[:3, 3].copy(), quat_from_matrix(T[:3, :3]))
         if track.times:
             dt = max(t - track.times[-1], 0.0)
+            if alternative is not None and not self._consistent(track.positions[-1], track.quaternions[-1], pose, dt):
+                flipped = PartPose(t, alternative[:3, 3].copy(), quat_from_matrix(alternative[:3, :3]))
+                if self._consistent(track.positions[-1], track.quaternions[-1], flipped, dt):
+                    pose = flipped
             if not self._consistent(track.positions[-1], track.quaternions[-1], pose, dt):
                 track.rejected += 1
                 track._pending.append(pose)
