@@ -148,9 +148,21 @@ class LockBeliefs:
 
         A blocker's own (transitive) blockers are displaced whenever it is, so adding them to a
         set changes no observable outcome: the reported set is the smallest equivalent one.
+        The graph is kept acyclic (a cycle of locks could never open, and a plan through one
+        does not exist): the parts choose in order of how sure they are, each its most probable
+        set that closes no cycle with those chosen before (outcomes that disagree had made a
+        lid's MAP set {bolt} and the bolt's {lid}).
         """
-        raw = {part: self.hypotheses[part][int(np.argmax(self._logp[self._segment(part)]))] for part in self.parts}
-        return _reduced(raw)
+        tops = {part: float(self._logp[self._segment(part)].max()) for part in self.parts}
+        chosen: dict[str, frozenset[str]] = {}
+        for part in sorted(self.parts, key=lambda p: (-tops[p], self.index[p])):
+            logp = self._logp[self._segment(part)]
+            for i in np.argsort(-logp, kind="stable"):
+                blockers = self.hypotheses[part][int(i)]
+                if not _reaches(chosen, blockers, part):
+                    chosen[part] = blockers
+                    break
+        return _reduced({part: chosen[part] for part in self.parts})
 
     def confidence(self) -> float:
         """Probability that the true graph is equivalent to the MAP graph in every reachable state.
@@ -186,7 +198,8 @@ def confident(beliefs: LockBeliefs, threshold: float = 0.95) -> bool:
 # ---------------------------------------------------------------------- choosing probes
 
 def next_probe(beliefs: LockBeliefs, displaced: frozenset[str], rng: np.random.Generator | None = None,
-               horizon: int = 3, discount: float = 0.9, test_gain: float = 0.02) -> Probe:
+               horizon: int = 3, discount: float = 0.9, test_gain: float = 0.02,
+               weights: np.ndarray | None = None) -> Probe:
     """The active explorer's move: the first probe of the best `horizon`-step plan.
 
     A plan's value is the expected information gain about the whole lock graph summed over its
@@ -205,8 +218,11 @@ def next_probe(beliefs: LockBeliefs, displaced: frozenset[str], rng: np.random.G
         discount: weight of each later probe's gain relative to the one before.
         test_gain: tests expected to tell more than this (nats) come before any move; a second
             test of what one test already showed tells about 0.01.
+        weights: per part (in `beliefs.parts` order), how much what a probe tells about that
+            part's blockers is worth (`relevance` to a goal); None weighs every part alike.
     """
     state = beliefs._bits(displaced)
+    w = np.ones(len(beliefs.parts)) if weights is None else np.asarray(weights, dtype=float)
     post = np.exp(beliefs._logp)
     q, cache = _move_probs(beliefs, post, state)
     if all((part, CLOSE) in beliefs.cannot and (part, TEST) in beliefs.cannot for part in beliefs.parts):
@@ -221,16 +237,16 @@ def next_probe(beliefs: LockBeliefs, displaced: frozenset[str], rng: np.random.G
     if tests:
         # A test changes nothing and gives nothing up: ask what can be asked in this state first
         # (in a plan, a test would put a costly open off forever, for its discounted value).
-        gains = np.asarray(_gain(q[tests], beliefs.slip))
+        gains = w[tests] * np.asarray(_gain(q[tests], beliefs.slip))
         if gains.max() > test_gain or not moves:
             best = np.flatnonzero(gains >= gains.max() - 1e-9)
             return Probe(beliefs.parts[tests[int(best[0] if rng is None else rng.choice(best))]], TEST)
     # A move that tells nothing and most likely leaves the state as it is would only be valued
     # for the probes after it, which can be made without it: not a candidate.
-    useful = [i for i in moves if _gain(q[i], beliefs.slip) > test_gain or q[i] > 2 * beliefs.slip]
+    useful = [i for i in moves if w[i] * _gain(q[i], beliefs.slip) > test_gain or q[i] > 2 * beliefs.slip]
     moves = useful or moves
-    values = np.array([_action_value(beliefs, post, state, i, False, q, cache, horizon, discount) for i in moves])
-    net = values - _irreversible_loss(beliefs, displaced, q, cache)[moves]
+    values = np.array([_action_value(beliefs, post, state, i, False, q, cache, horizon, discount, w) for i in moves])
+    net = values - _irreversible_loss(beliefs, displaced, q, cache, w)[moves]
     if net.max() > test_gain:  # an informative move that costs clearly less than it gives
         values = net  # else the irreversible move is the only way on: take the most informative
     best = np.flatnonzero(values >= values.max() - 1e-9)
@@ -238,8 +254,24 @@ def next_probe(beliefs: LockBeliefs, displaced: frozenset[str], rng: np.random.G
     return Probe(part, CLOSE if part in displaced else OPEN)
 
 
+def relevance(beliefs: LockBeliefs, target: str, floor: float = 0.05) -> np.ndarray:
+    """Per part, how much learning its blockers matters for opening `target`: 1 for the target,
+    and for a part the most probable chain by which it blocks the target (P(i blocks j) times
+    j's relevance, over every j), at least `floor` (a goal-directed probe still notices the rest).
+    """
+    _, blocks = _move_probs(beliefs, np.exp(beliefs._logp), 0)  # [Y, X]: P(X blocks Y)
+    w = np.zeros(len(beliefs.parts))
+    w[beliefs.index[target]] = 1.0
+    for _ in range(len(beliefs.parts)):
+        nxt = np.maximum(w, (blocks * w[:, None]).max(axis=0))
+        if np.allclose(nxt, w):
+            break
+        w = nxt
+    return np.maximum(w, floor)
+
+
 def _irreversible_loss(beliefs: LockBeliefs, displaced: frozenset[str], q: np.ndarray,
-                       blocks: np.ndarray) -> np.ndarray:
+                       blocks: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """Expected information an open gives up for good when the part cannot be brought back.
 
     Once part i stays open, whether i blocks another part j (still in place) can never be
@@ -247,6 +279,7 @@ def _irreversible_loss(beliefs: LockBeliefs, displaced: frozenset[str], q: np.nd
     with the probability that i moves. Zero for parts the robot can close again.
     """
     loss = np.zeros(len(beliefs.parts))
+    w = np.ones(len(beliefs.parts)) if weights is None else weights
     waiting = np.array([p not in displaced for p in beliefs.parts])
     for i, part in enumerate(beliefs.parts):
         if part in displaced or (part, CLOSE) not in beliefs.cannot:
@@ -255,7 +288,7 @@ def _irreversible_loss(beliefs: LockBeliefs, displaced: frozenset[str], q: np.nd
         others[i] = False
         p_blocks = np.clip(blocks[others, i], 1e-12, 1 - 1e-12)  # P(i blocks j) for j still in place
         entropy = -(p_blocks * np.log(p_blocks) + (1 - p_blocks) * np.log(1 - p_blocks))
-        loss[i] = q[i] * float(entropy.sum())
+        loss[i] = q[i] * float((w[others] * entropy).sum())
     return loss
 
 
@@ -382,10 +415,12 @@ def simulate_exploration(moves: MoveOutcome, parts: Sequence[str], explorer: Exp
 
 
 def apply_outcome(beliefs: LockBeliefs, probe: Probe, displaced: frozenset[str], moved: bool | None,
-                  failed: dict[tuple[str, str], int]) -> tuple[Attempt | None, frozenset[str]]:
+                  failed: dict[tuple[str, str], int], learn: bool = True) -> tuple[Attempt | None, frozenset[str]]:
     """Fold one probe's outcome into the beliefs; returns the attempt (None if not attempted) and
     the new displaced set. A move that could not be attempted says nothing about locks: a close
-    is never tried again, an open after its second failure to engage (`failed` counts them)."""
+    is never tried again, an open after its second failure to engage (`failed` counts them).
+    With `learn` False the lock beliefs are left as they were (the nominal baseline, which
+    plans on its prior model throughout); what the robot cannot do is still noted."""
     if moved is None:
         key = (probe.part, probe.direction)
         failed[key] = failed.get(key, 0) + 1
@@ -393,7 +428,8 @@ def apply_outcome(beliefs: LockBeliefs, probe: Probe, displaced: frozenset[str],
             beliefs.cannot.add(key)
         return None, displaced
     attempt = Attempt(probe.part, displaced, moved, probe.direction)
-    beliefs.update(attempt)
+    if learn:
+        beliefs.update(attempt)
     return attempt, (displaced ^ {probe.part}) if moved and probe.direction != TEST else displaced
 
 
@@ -466,10 +502,11 @@ def _h2(q):
 
 
 def _action_value(b: LockBeliefs, post: np.ndarray, state: int, i: int, test: bool, q: np.ndarray,
-                  blocks: np.ndarray, horizon: int, discount: float) -> float:
+                  blocks: np.ndarray, horizon: int, discount: float, w: np.ndarray | None = None) -> float:
     """Expected gain of probing part i now (moving it, or testing it if `test`), then acting
-    optimally for horizon - 1 more probes."""
-    value = float(_gain(q[i], b.slip))
+    optimally for horizon - 1 more probes; each part's gain weighted by `w` (None: alike)."""
+    w = np.ones(len(b.parts)) if w is None else w
+    value = float(w[i] * _gain(q[i], b.slip))
     if horizon <= 1:
         return value
     for moved, prob in ((True, q[i]), (False, 1 - q[i])):
@@ -482,9 +519,9 @@ def _action_value(b: LockBeliefs, post: np.ndarray, state: int, i: int, test: bo
         if not actions:
             continue
         if horizon == 2:
-            best = float(_gain(cq, b.slip)[[j for j, _ in actions]].max())
+            best = float((w * _gain(cq, b.slip))[[j for j, _ in actions]].max())
         else:
-            best = max(_action_value(b, child, child_state, j, t, cq, cblocks, horizon - 1, discount)
+            best = max(_action_value(b, child, child_state, j, t, cq, cblocks, horizon - 1, discount, w)
                        for j, t in actions)
         value += discount * prob * best
     return value
@@ -510,6 +547,20 @@ def _check(part: str, direction: str, displaced: frozenset[str]) -> None:
     if (direction == CLOSE) != (part in displaced):
         where = "displaced" if part in displaced else "at its start"
         raise ValueError(f"cannot {direction} {part!r}: it is {where}")
+
+
+def _reaches(graph: dict[str, frozenset[str]], starts: Iterable[str], target: str) -> bool:
+    """Whether `target` is among `starts` or their transitive blockers under `graph`."""
+    seen: set[str] = set()
+    stack = list(starts)
+    while stack:
+        part = stack.pop()
+        if part == target:
+            return True
+        if part not in seen:
+            seen.add(part)
+            stack.extend(graph.get(part, ()))
+    return False
 
 
 def _closures(graph: dict[str, frozenset[str]]) -> dict[str, frozenset[str]]:

@@ -237,3 +237,16 @@ def test_without_closes_tests_recover_what_an_open_hides():
     for result in with_tests:  # tests never displace: replaying the attempts gives the same state
         opened = [a.part for a in result.attempts if a.moved and a.direction == OPEN]
         assert len(opened) == len(set(opened))
+
+
+def test_the_map_graph_never_closes_a_cycle_of_locks():
+    # disagreeing outcomes: the lid stayed while the bolt was in place, the bolt stayed while
+    # the lid was closed; each alone says "blocked by the other", which no lockbox can be
+    beliefs = LockBeliefs(["lid", "bolt"], slip=0.05)
+    for _ in range(3):
+        beliefs.update(Attempt("lid", frozenset(), False, OPEN))
+    beliefs.update(Attempt("bolt", frozenset(), False, OPEN))
+    assert beliefs.probability_blocks("bolt", "lid") > 0.9 and beliefs.probability_blocks("lid", "bolt") > 0.5
+    graph = beliefs.map_graph()
+    # the surer part keeps its set; the other takes its best set that closes no cycle
+    assert graph["lid"] == frozenset({"bolt"}) and graph["bolt"] == frozenset()
