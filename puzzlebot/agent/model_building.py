@@ -26,7 +26,7 @@ from scipy.spatial.transform import Rotation
 from puzzlebot.agent.affordances import MarkerSheet
 from puzzlebot.agent.articulation import Articulation, NoiseModel, infer_articulation
 from puzzlebot.agent.fitted_model import FittedModel, FittedPart, lock_graph_from
-from puzzlebot.agent.locks import OPEN
+from puzzlebot.agent.locks import OPEN, LockBeliefs
 from puzzlebot.agent.perception.tracker import PartTrack
 from puzzlebot.agent.probing import Interaction
 from puzzlebot.agent.sysid import DrivenMotion, fit_driven
@@ -124,25 +124,34 @@ def build_model(exploration: Exploration, tracks: dict[str, PartTrack], sheet: M
                 T_world_base: np.ndarray, previous: FittedModel | None = None,
                 fit_dynamics: bool = True) -> FittedModel:
     """The fitted model after an exploration (a refit when `previous` is given: warm starts)."""
+    return fit_model(exploration.beliefs, exploration.interactions, tracks, sheet, T_world_base, previous,
+                     fit_dynamics)
+
+
+def fit_model(beliefs: LockBeliefs, interactions: list[Interaction], tracks: dict[str, PartTrack],
+              sheet: MarkerSheet, T_world_base: np.ndarray, previous: FittedModel | None = None,
+              fit_dynamics: bool = True) -> FittedModel:
+    """The fitted model of `beliefs.parts` from the probes so far (a refit when `previous` is
+    given: dynamics warm-started from its fits)."""
     parts = []
-    for name in exploration.beliefs.parts:
+    for name in beliefs.parts:
         track = tracks[name]
         _, positions, quaternions = track.arrays()
         if not len(positions):
             raise ValueError(f"part {name!r} was never seen by the cameras: no rest pose to build it at")
         aff = sheet.affordances[name]
-        articulation = part_articulation(name, exploration.interactions, track, T_world_base)
+        articulation = part_articulation(name, interactions, track, T_world_base)
         T_rest = track_pose(positions[0], quaternions[0])
         handle, _, _ = aff.in_world(T_rest)
         dynamics = None
         if fit_dynamics and articulation.kind != "fixed":
-            dynamics = _fit_part(name, exploration.interactions, articulation, T_world_base, previous)
+            dynamics = _fit_part(name, interactions, articulation, T_world_base, previous)
         parts.append(FittedPart(name=name, marker_id=aff.marker_id, articulation=articulation,
                                 rest_position=positions[0], rest_quaternion=quaternions[0], handle=handle,
                                 dynamics=dynamics))
     return FittedModel(parts=parts, base_position=T_world_base[:3, 3].copy(),
                        base_quaternion=quat_from_matrix(T_world_base[:3, :3]),
-                       lock_graph=lock_graph_from(exploration.beliefs))
+                       lock_graph=lock_graph_from(beliefs))
 
 
 def _fit_part(name: str, interactions: list[Interaction], articulation: Articulation, T_world_base: np.ndarray,

@@ -22,8 +22,7 @@ from typing import Any
 from puzzlebot.agent.affordances import MarkerSheet, TaskGoal
 from puzzlebot.agent.explorer import Exploration, ExplorerConfig, explore
 from puzzlebot.agent.fitted_model import FittedModel
-from puzzlebot.agent.locks import ExplorationResult
-from puzzlebot.agent.model_building import build_model
+from puzzlebot.agent.model_building import build_model, fit_model
 from puzzlebot.agent.perception.registration import camera_poses
 from puzzlebot.agent.probing import Interaction, ProbeConfig, Prober
 from puzzlebot.agent.robot_io import RobotIO
@@ -153,10 +152,8 @@ def run_solve(emulator: EmulatorBackend, sheet: MarkerSheet, goals: list[TaskGoa
         outcome = solve(live.prober, live.seen, goals, solve_config)
     wall = time.monotonic() - t0
     tic = time.perf_counter()
-    exploration = Exploration(outcome.beliefs, ExplorationResult(len(outcome.attempts), outcome.beliefs.map_graph(),
-                                                                 False, None, tuple(outcome.attempts)),
-                              outcome.interactions, outcome.robot_time_s, outcome.decide_s, len(outcome.attempts))
-    model = build_model(exploration, live.io.tracker.tracks, sheet, live.io.T_world_base)
+    model = fit_model(outcome.beliefs, outcome.interactions, live.io.tracker.tracks, sheet, live.io.T_world_base,
+                      previous=outcome.model)
     fit_s = time.perf_counter() - tic
     model.save(out_dir)
     final = gap["final"]

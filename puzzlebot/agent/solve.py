@@ -11,8 +11,16 @@ drawn uniformly from the feasible ones, with the same skills and stopping rule. 
 verdict (the emulator's final state, or a person at the arm) is the runner's to read, never
 this loop's.
 
-Not built yet (issue 5): rehearsing moves in the fitted MuJoCo model under posterior samples
-and sampling-based MPC skills; the skills here are the prober's compliant probes.
+Every step logs what the agent expected: the lock beliefs' probability that the move works
+and the surprise of what happened (-log of the probability of the outcome). A goal part that
+opened short of the goal is rehearsed before it is pushed on: the model is refitted from the
+probes so far and the push is rolled out under posterior draws (`agent.rehearsal`); the
+rehearsal's odds and the real outcome are logged side by side. With `learn=False` (the
+nominal baseline) the loop plans on its prior beliefs throughout and never refits.
+
+Not built yet (issue 5): searching over move sequences by rehearsal (rehearsal scores single
+moves of parts that have a fitted joint; parts never moved are planned as probes by the lock
+beliefs) and sampling-based MPC skills; the skills here are the prober's compliant probes.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import numpy as np
 
 from puzzlebot.agent.affordances import TaskGoal
 from puzzlebot.agent.explorer import ArmMoves, ExplorerConfig, plan_to_open, prior_beliefs
+from puzzlebot.agent.fitted_model import FittedModel
 from puzzlebot.agent.locks import (
     OPEN,
     ActiveExplorer,
@@ -32,10 +41,13 @@ from puzzlebot.agent.locks import (
     Probe,
     RandomExplorer,
     apply_outcome,
+    next_probe,
     probes_allowed,
+    relevance,
 )
-from puzzlebot.agent.model_building import part_articulation
+from puzzlebot.agent.model_building import fit_model, part_articulation
 from puzzlebot.agent.probing import Interaction, Prober
+from puzzlebot.agent.rehearsal import Rehearsal, RehearsalConfig, Rehearser
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,9 @@ class SolveConfig:
     max_robot_s: float = 900.0  # s on the arm's clock before giving up
     goal_retries: int = 2  # pushes on a goal part that opened short of the goal
     replan_failures: int = 2  # failed opens of the plan's move in one state before probing instead
+    learn: bool = True  # False: the nominal baseline, planning on the prior beliefs without ever updating them
+    rehearse: bool = True  # rehearse each move of a part with a fitted joint in the fitted model first
+    rehearsal: RehearsalConfig = field(default_factory=RehearsalConfig)
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1 or self.max_robot_s <= 0:
@@ -65,6 +80,7 @@ class SolveOutcome:
     openings: dict[str, float] = field(default_factory=dict)  # the goal parts' estimated openings at the end
     robot_time_s: float = 0.0
     decide_s: float = 0.0
+    model: FittedModel | None = None  # the last model refitted for a rehearsal (None if none was needed)
 
 
 def solve(prober: Prober, parts: list[str], goals: list[TaskGoal], config: SolveConfig = SolveConfig()) -> SolveOutcome:
@@ -83,10 +99,12 @@ def solve(prober: Prober, parts: list[str], goals: list[TaskGoal], config: Solve
     attempts: list[Attempt] = []
     steps: list[dict] = []
     failed_in_state: dict[tuple[str, frozenset[str]], int] = {}
+    seen_in_state: dict[tuple[str, str, frozenset[str]], list[bool]] = {}  # outcomes of each probe in each state
     unattempted: dict[tuple[str, str], int] = {}
     retries = {g.part: 0 for g in goals}
     decide = 0.0
     reason = ""
+    world_model = _WorldModel(prober, beliefs, arm.interactions, config)
     while True:
         tic = time.perf_counter()
         openings = {g.part: opening(prober, arm.interactions, g.part) for g in goals}
@@ -107,42 +125,114 @@ def solve(prober: Prober, parts: list[str], goals: list[TaskGoal], config: Solve
                 reason = f"{goal.part!r} opened to {openings[goal.part]:.3f} only, short of the goal"
                 break
             retries[goal.part] += 1
+            tic = time.perf_counter()
+            rehearsed = world_model.rehearse(goal.part, openings[goal.part], goal.min_opening)
+            decide += time.perf_counter() - tic
             moved = arm(goal.part, OPEN, displaced)
-            steps.append({"part": goal.part, "direction": OPEN, "why": "push the goal part further",
-                          "moved": moved})
+            step = {"part": goal.part, "direction": OPEN, "why": "push the goal part further", "moved": moved}
+            if rehearsed is not None:
+                reached = goal.holds(opening(prober, arm.interactions, goal.part))
+                step["rehearsed"] = {"p_reach": rehearsed.p_reach, "time_s": rehearsed.time_s,
+                                     "reached": reached, "surprise": rehearsed.surprise(reached)}
+            steps.append(step)
             continue
         if random_moves:
             allowed = probes_allowed(beliefs, displaced)
             probe, why = (RandomExplorer().choose(beliefs, displaced, rng), "random") if allowed else (None, "")
         else:
-            probe, why = _next_move(goal.part, beliefs, displaced, failed_in_state, config, chooser, rng)
+            probe, why = _next_move(goal.part, beliefs, displaced, failed_in_state, seen_in_state, config, chooser,
+                                    rng)
         decide += time.perf_counter() - tic
         if probe is None:
             reason = f"no move left that could open {goal.part!r}"
             break
+        p_move = beliefs.move_probability(probe.part, displaced, probe.direction)
         moved = arm(probe.part, probe.direction, displaced)
-        attempt, displaced = apply_outcome(beliefs, probe, displaced, moved, unattempted)
-        steps.append({"part": probe.part, "direction": probe.direction, "why": why, "moved": moved})
+        attempt, displaced = apply_outcome(beliefs, probe, displaced, moved, unattempted, learn=config.learn)
+        step = {"part": probe.part, "direction": probe.direction, "why": why, "moved": moved,
+                "p_move": p_move}
+        if moved is not None:  # how unexpected the outcome was to the lock beliefs (nats)
+            step["surprise"] = -float(np.log(max(p_move if moved else 1.0 - p_move, 1e-9)))
+        steps.append(step)
         if attempt is not None:
             attempts.append(attempt)
+            seen_in_state.setdefault((probe.part, probe.direction, attempt.displaced), []).append(attempt.moved)
             if not attempt.moved and probe.direction == OPEN:
                 key = (probe.part, attempt.displaced)
                 failed_in_state[key] = failed_in_state.get(key, 0) + 1
     return SolveOutcome(not pending, reason, beliefs, attempts, arm.interactions, steps, openings,
-                        io.state.t - t0, decide)
+                        io.state.t - t0, decide, world_model.model)
+
+
+class _WorldModel:
+    """The fitted model as the loop needs it: refitted from the probes so far when a move is to
+    be rehearsed and something new was seen since the last fit (warm-started from that fit)."""
+
+    def __init__(self, prober: Prober, beliefs: LockBeliefs, interactions: list[Interaction], config: SolveConfig):
+        self.prober, self.beliefs, self.interactions, self.config = prober, beliefs, interactions, config
+        self.model: FittedModel | None = None
+        self._fitted_on = -1
+        self._rehearser: Rehearser | None = None
+
+    def rehearse(self, part: str, start: float, target: float | None) -> Rehearsal | None:
+        """Rehearse driving `part` from opening `start` to `target`; None when there is nothing to
+        rehearse it in (rehearsal off, the nominal baseline, no target, or no joint fitted yet)."""
+        cfg, io = self.config, self.prober.io
+        if not cfg.rehearse or not cfg.learn or target is None or target <= start or io.T_world_base is None:
+            return None
+        if len(self.interactions) != self._fitted_on:
+            self.model = fit_model(self.beliefs, self.interactions, io.tracker.tracks, io.sheet, io.T_world_base,
+                                   previous=self.model)
+            self._fitted_on = len(self.interactions)
+            self._rehearser = Rehearser(self.model, cfg.rehearsal)
+        if part not in self._rehearser.parts:
+            return None
+        return self._rehearser.rehearse(part, start, target)
 
 
 def _next_move(target: str, beliefs: LockBeliefs, displaced: frozenset[str],
-               failed_in_state: dict[tuple[str, frozenset[str]], int], config: SolveConfig,
+               failed_in_state: dict[tuple[str, frozenset[str]], int],
+               seen_in_state: dict[tuple[str, str, frozenset[str]], list[bool]], config: SolveConfig,
                chooser: ActiveExplorer, rng: np.random.Generator) -> tuple[Probe | None, str]:
-    """The plan's first move towards opening `target`, or an information-gain probe when the
-    plan is stuck (no plan, or its move failed `replan_failures` times in this very state)."""
+    """The plan's first move towards opening `target`, or a goal-directed open when the plan
+    is stuck (no plan, or its move failed `replan_failures` times in this very state).
+
+    Stuck, the loop opens the part most likely both to move and to block the target (directly
+    or through other parts): under the lock abstraction opening a part never stops another
+    from opening, so an open that works is progress as well as evidence, where a test (the
+    exploration's way to ask without giving anything up) costs as much and changes nothing.
+    A move already made in this very state with a consistent outcome comes after every fresh
+    one, and the least repeated first: the beliefs count a repeat as fresh evidence (outcomes
+    slip at random), but the arm's failures are not random (a hand that cannot get under a knob
+    fails the same way every time), and a budget spent re-trying the goal part alone (one
+    false "stayed" of its blocker's blocker, twenty tries) is lost. Only when no
+    open is left is the step an information-gain probe (`locks.next_probe`, weighted to the
+    target).
+    """
     plan = plan_to_open(target, displaced, beliefs.map_graph(), cannot=frozenset(beliefs.cannot))
     if plan and failed_in_state.get((plan[0].part, displaced), 0) < config.replan_failures:
         return plan[0], f"plan to open {target!r}: " + " -> ".join(f"{p.direction} {p.part}" for p in plan)
-    if not probes_allowed(beliefs, displaced):
+    allowed = probes_allowed(beliefs, displaced)
+    if not allowed:
         return None, ""
-    return chooser.choose(beliefs, displaced, rng), "the plan is stuck: the most informative probe"
+    opens = [p for p in allowed if p.direction == OPEN]
+    if opens:
+        weight = relevance(beliefs, target)
+        # the opens made fewest times in this state with one outcome (0 for a fresh one), best first
+        repeats = np.array([_repeats(seen_in_state.get((p.part, OPEN, displaced), [])) for p in opens])
+        fresh = [p for p, n in zip(opens, repeats, strict=True) if n == repeats.min()]
+        scores = np.array([beliefs.move_probability(p.part, displaced) * weight[beliefs.index[p.part]]
+                           for p in fresh])
+        best = np.flatnonzero(scores >= scores.max() - 1e-9)
+        probe = fresh[int(rng.choice(best))]
+        return probe, f"the plan is stuck: the open most likely to free {target!r}"
+    probe = next_probe(beliefs, displaced, rng, chooser.horizon, chooser.discount, weights=relevance(beliefs, target))
+    return probe, f"the plan is stuck: the most informative probe about opening {target!r}"
+
+
+def _repeats(outcomes: list[bool]) -> int:
+    """How many times a probe was made in one state with the same outcome (0 if the outcomes disagree)."""
+    return len(outcomes) if len(set(outcomes)) == 1 else 0
 
 
 def opening(prober: Prober, interactions: list[Interaction], part: str) -> float:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from puzzlebot.agent.affordances import TaskGoal, marker_sheet, task_goals
-from puzzlebot.agent.locks import OPEN, ActiveExplorer, Attempt, LockBeliefs
+from puzzlebot.agent.locks import OPEN, TEST, ActiveExplorer, Attempt, LockBeliefs, relevance
 from puzzlebot.agent.session import SessionConfig, run_solve
 from puzzlebot.agent.solve import SolveConfig, _next_move
 from puzzlebot.real.emulator import EmulatorBackend, EmulatorConfig
@@ -25,15 +25,42 @@ def test_a_failed_goal_open_is_replanned_through_a_blocker_then_probed_when_stuc
     beliefs = LockBeliefs(["door", "bolt"], slip=0.05)
     config, chooser, rng = SolveConfig(), ActiveExplorer(), np.random.default_rng(0)
     failed: dict = {}
-    probe, why = _next_move("door", beliefs, frozenset(), failed, config, chooser, rng)
+    probe, why = _next_move("door", beliefs, frozenset(), failed, {}, config, chooser, rng)
     assert (probe.part, probe.direction) == ("door", OPEN)  # no evidence yet: just open it
     beliefs.update(Attempt("door", frozenset(), False, OPEN))
-    probe, why = _next_move("door", beliefs, frozenset(), failed, config, chooser, rng)
+    probe, why = _next_move("door", beliefs, frozenset(), failed, {}, config, chooser, rng)
     assert (probe.part, probe.direction) == ("bolt", OPEN) and "open bolt -> open door" in why
     # the plan's first move failing twice in one state is a stuck plan: ask the beliefs instead
     failed[("bolt", frozenset())] = config.replan_failures
-    probe, why = _next_move("door", beliefs, frozenset(), failed, config, chooser, rng)
+    probe, why = _next_move("door", beliefs, frozenset(), failed, {}, config, chooser, rng)
     assert why.startswith("the plan is stuck")
+
+
+def test_a_stuck_plan_opens_the_likeliest_blocker_of_its_blocker_not_a_repeat_or_a_test():
+    # door <- bolt <- knob in truth; the lever blocks nothing
+    parts = ["door", "bolt", "knob", "lever"]
+    beliefs = LockBeliefs(parts, slip=0.05, size_prior={"door": 1.0, "bolt": 0.3, "knob": 0.3, "lever": 0.3})
+    for attempt in (Attempt("door", frozenset(), False, OPEN), Attempt("bolt", frozenset(), False, OPEN),
+                    Attempt("lever", frozenset(), True, TEST), Attempt("bolt", frozenset(), False, TEST)):
+        beliefs.update(attempt)
+    seen = {("bolt", OPEN, frozenset()): [False], ("door", OPEN, frozenset()): [False]}
+    failed = {("bolt", frozenset()): 2, ("door", frozenset()): 2}
+    config, chooser, rng = SolveConfig(), ActiveExplorer(), np.random.default_rng(0)
+    weight = relevance(beliefs, "door")
+    assert weight[beliefs.index["door"]] == 1.0 and np.all((weight >= 0.05) & (weight <= 1.0))
+    # the bolt may block the door (it failed where the door failed); the knob only through it
+    assert weight[beliefs.index["bolt"]] == pytest.approx(beliefs.probability_blocks("bolt", "door"))
+    # the knob and the lever may each block the bolt; the lever is known free, the knob not yet
+    probe, why = _next_move("door", beliefs, frozenset(), failed, seen, config, chooser, rng)
+    # what failed here already comes last, even when it is the most relevant part
+    assert probe.direction == OPEN and probe.part in ("knob", "lever")
+    # once everything failed here, the plan is stuck and the least repeated open comes first
+    # (not the goal part for ever)
+    seen.update({("knob", OPEN, frozenset()): [False], ("lever", OPEN, frozenset()): [False, False]})
+    seen[("door", OPEN, frozenset())] = [False, False, False]
+    failed.update({("knob", frozenset()): 2, ("lever", frozenset()): 2})
+    probe, why = _next_move("door", beliefs, frozenset(), failed, seen, config, chooser, rng)
+    assert probe.part in ("bolt", "knob") and "open most likely" in why
 
 
 @pytest.mark.slow
