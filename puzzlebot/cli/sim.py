@@ -6,9 +6,17 @@ puzzle (puzzle.yaml), the driver's episode log with camera frames (episode/), th
 (solve.json: every step, why it was chosen, its outcome), the fitted model (fitted_model.*),
 metrics (metrics.json, scored on the emulator's own final state) and a video (solve.mp4).
 
-Agents: `puzzlebot` (the default) and `oracle` (reads the true puzzle and acts in simulation:
-the upper bound). The random, nominal-model and PPO baselines are not built yet, and asking
-for them raises a clear error.
+Agents: `puzzlebot` (the default); its baselines in the same loop, with the same skills and
+budget, on the same emulator: `random` (moves drawn uniformly) and `nominal` (plans on its
+prior model and never refits it); and `oracle` (reads the true puzzle and acts in simulation:
+the upper bound). The PPO baseline is not built yet, and asking for it raises a clear error.
+
+Sweeps (`-m`, e.g. `-m puzzle.depth=1,2,3 agent=puzzlebot,oracle seed=0,1`) write one run folder
+per job under `hydra.sweep.dir`. Jobs run one after another by default; the launcher presets in
+`configs/hydra/launcher/` run them elsewhere: `local_parallel` (joblib processes), `slurm`
+(submitit job array) and `ray_local` (a Ray instance started for the sweep). Each run logs its
+metrics to wandb in its own folder, offline unless `experiment.wandb=online`;
+`experiment.wandb=disabled` turns it off.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from puzzlebot.files import write_text_atomic
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # hydra/launcher=ray*: never phone home
 
 import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
@@ -35,7 +44,8 @@ from puzzlebot.sim.generator import GeneratorConfig, generate  # noqa: E402
 from puzzlebot.sim.spec import PuzzleSpec, save_spec  # noqa: E402
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "puzzles"
-AGENTS = ("puzzlebot", "oracle")
+AGENTS = ("puzzlebot", "random", "nominal", "oracle")
+EMULATOR_AGENTS = ("puzzlebot", "random", "nominal")  # the solve loop on the reality emulator
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
@@ -67,7 +77,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     console = Console()
     if cfg.agent.name not in AGENTS:
         raise NotImplementedError(f"agent={cfg.agent.name!r} is not built yet: the agents are {', '.join(AGENTS)} "
-                                  "(the random, nominal and PPO baselines come with the rest of the solve loop)")
+                                  "(the PPO baseline comes with the learned policies)")
     seed = int(cfg.seed)
     spec = resolve_puzzle(cfg, seed)
     if not isinstance(spec, PuzzleSpec):  # an MJCF puzzle: keep it with the run, then say why we stop
@@ -79,7 +89,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
                                                 "reason": reason, "seed": seed})
         raise TypeError(reason)
     save_spec(spec, out_dir / "puzzle.yaml")
-    if cfg.agent.name == "puzzlebot":
+    if cfg.agent.name in EMULATOR_AGENTS:
         return _run_puzzlebot(cfg, spec, seed, out_dir, console)
     world = PuzzleWorld(spec, WorldConfig(robot=str(cfg.robot.name)))
     recorder = _VideoRecorder(world, cfg.experiment, out_dir) if cfg.experiment.video else None
@@ -114,23 +124,24 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
 
 
 def _run_puzzlebot(cfg: DictConfig, spec: PuzzleSpec, seed: int, out_dir: Path, console) -> dict[str, Any]:
-    """The agent on the lockstep reality emulator, through the driver layer; scored on the emulator."""
+    """The agent (or its random or nominal baseline) on the lockstep reality emulator, through the
+    driver layer; scored on the emulator."""
     from puzzlebot.agent.affordances import marker_sheet, task_goals
     from puzzlebot.agent.session import SessionConfig, run_solve
-    from puzzlebot.agent.solve import SolveConfig
     from puzzlebot.real.emulator import EmulatorBackend, EmulatorConfig
 
+    agent = str(cfg.agent.name)
     if str(cfg.robot.name) != "gripper":
-        raise NotImplementedError(f"agent=puzzlebot drives the floating gripper only so far (robot="
+        raise NotImplementedError(f"agent={agent} drives the floating gripper only so far (robot="
                                   f"{cfg.robot.name!r}): the Jaco's hand is not wired into the prober yet")
     session = SessionConfig()
     emulator = EmulatorBackend(EmulatorConfig(puzzle=spec, robot="gripper", seed=seed, cameras=session.cameras,
                                               image_size=(480, 640), realtime=False, lockstep=True))
     goals = task_goals(spec)
     console.print(f"[bold]puzzlebot-sim[/] puzzle [cyan]{spec.name}[/] ({len(spec.parts)} parts), agent "
-                  f"[cyan]puzzlebot[/] on the reality emulator (hidden gap, seed {seed}); task: "
+                  f"[cyan]{agent}[/] on the reality emulator (hidden gap, seed {seed}); task: "
                   + ", ".join(f"open {g.part} by {g.min_opening:.3g}" for g in goals if g.min_opening is not None))
-    solve_config = SolveConfig(max_attempts=int(cfg.agent.max_attempts), max_robot_s=float(cfg.agent.max_robot_s))
+    solve_config = agent_solve_config(cfg, seed)
     with console.status("exploring and solving through the driver (lockstep emulator)..."):
         result = run_solve(emulator, marker_sheet(spec), goals, out_dir, session, solve_config)
     outcome = result.outcome
@@ -141,7 +152,7 @@ def _run_puzzlebot(cfg: DictConfig, spec: PuzzleSpec, seed: int, out_dir: Path, 
     if cfg.experiment.video and closeup.exists():
         shutil.copyfile(closeup, out_dir / "solve.mp4")
     metrics = {
-        "puzzle": spec.name, "agent": "puzzlebot", "robot": "gripper", "seed": seed,
+        "puzzle": spec.name, "agent": agent, "robot": "gripper", "seed": seed,
         "solved": result.solved, "believed_solved": outcome.believed_solved, "attempts": len(outcome.attempts),
         "robot_time_s": outcome.robot_time_s, "compute_s": outcome.decide_s + result.fit_s,
         "wall_s": result.wall_s, "reason": outcome.reason,
@@ -153,6 +164,20 @@ def _run_puzzlebot(cfg: DictConfig, spec: PuzzleSpec, seed: int, out_dir: Path, 
                   f"{outcome.reason}) in {len(outcome.attempts)} probes, {outcome.robot_time_s:.0f} s robot time, "
                   f"{metrics['compute_s']:.1f} s compute -> {out_dir}")
     return metrics
+
+
+def agent_solve_config(cfg: DictConfig, seed: int):
+    """The solve loop's config for an emulator agent: `random` draws its moves uniformly,
+    `nominal` never updates its prior beliefs, `puzzlebot` does neither."""
+    from puzzlebot.agent.explorer import ExplorerConfig
+    from puzzlebot.agent.solve import SolveConfig
+
+    agent = str(cfg.agent.name)
+    if agent not in EMULATOR_AGENTS:
+        raise ValueError(f"agent.name={agent!r} does not run the solve loop (those that do: {EMULATOR_AGENTS})")
+    return SolveConfig(explorer=ExplorerConfig(strategy="random" if agent == "random" else "active", seed=seed),
+                       max_attempts=int(cfg.agent.max_attempts), max_robot_s=float(cfg.agent.max_robot_s),
+                       learn=agent != "nominal")
 
 
 class _VideoRecorder:
@@ -197,8 +222,9 @@ def _log_wandb(cfg: DictConfig, metrics: dict[str, Any], out_dir: Path) -> None:
         return
     import wandb
 
-    run = wandb.init(project="puzzlebot", mode=mode, dir=str(out_dir), config=OmegaConf.to_container(cfg),
-                     reinit=True)
+    # The previous job's run is finished below, so jobs sharing a process (the basic and joblib
+    # launchers) each start a fresh run without `reinit`.
+    run = wandb.init(project="puzzlebot", mode=mode, dir=str(out_dir), config=OmegaConf.to_container(cfg))
     run.log({k: v for k, v in metrics.items() if isinstance(v, (int, float, bool))})
     run.finish()
 

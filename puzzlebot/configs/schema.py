@@ -37,11 +37,12 @@ class RobotConfig:
 @dataclass
 class AgentConfig:
     name: str = MISSING
-    """'puzzlebot' (the agent, on the reality emulator) or 'oracle' (ground truth, upper bound)."""
+    """'puzzlebot' (the agent, on the reality emulator), its baselines 'random' and 'nominal' (same
+    loop and emulator), or 'oracle' (ground truth, upper bound)."""
     max_attempts: int = 12
     """Moves the agent may try before the run is reported unsolved."""
     max_robot_s: float = 900.0
-    """puzzlebot: seconds on the arm's clock before the run is reported unsolved."""
+    """puzzlebot, random, nominal: seconds on the arm's clock before the run is reported unsolved."""
 
 
 @dataclass

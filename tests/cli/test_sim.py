@@ -65,3 +65,23 @@ def test_the_agent_solves_a_lockbox_on_the_emulator_and_writes_its_run_folder(tm
     frames = int(video.get(cv2.CAP_PROP_FRAME_COUNT))
     video.release()
     assert frames > 10
+
+
+@pytest.mark.parametrize("agent, strategy, learns", [("puzzlebot", "active", True), ("random", "random", True),
+                                                      ("nominal", "active", False)])
+def test_each_emulator_agent_is_the_solve_loop_with_its_own_setting(agent, strategy, learns):
+    from hydra import compose, initialize_config_dir
+
+    from puzzlebot.cli.sim import CONFIGS, agent_solve_config
+    from puzzlebot.configs.schema import register
+
+    register()
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base=None):
+        cfg = compose(config_name="config", overrides=[f"agent={agent}"])
+    config = agent_solve_config(cfg, seed=3)
+    assert config.explorer.strategy == strategy and config.learn is learns and config.explorer.seed == 3
+    assert config.max_attempts == cfg.agent.max_attempts == 30
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base=None):
+        oracle = compose(config_name="config", overrides=["agent=oracle"])
+    with pytest.raises(ValueError, match="does not run the solve loop"):
+        agent_solve_config(oracle, seed=0)
