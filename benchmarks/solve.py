@@ -5,20 +5,25 @@ For every puzzle each agent gets a fresh episode:
 - `puzzlebot`: the solve loop (`agent/solve.py`) on the lockstep reality emulator with its
   hidden gap, through the driver layer, from camera images;
 - `random`: the same loop, skills and budget, moves drawn uniformly (the exploration baseline);
+- `nominal`: the same loop planning on its prior model throughout: the lock beliefs are never
+  updated and nothing is refitted (what fitting buys);
 - `oracle`: reads the true puzzle and acts in simulation (the upper bound; no gap, no cameras).
 
 Solved is read from the world (the emulator's own joints after the episode, or the oracle's
 simulated world), never from an agent. Robot time is on the arm's clock; compute is what the
 agent spent deciding and fitting (the oracle's is its wall time).
 
-Not built yet, and reported as such in the results: the `nominal` planner (a fitted-model
-rehearsal planner run on the prior model), model-free `ppo`, and rehearsal throughput
-against raw `mujoco.rollout` (there is no rehearsal in the fitted model yet).
+Rehearsal throughput: on each puzzle's fitted model (after puzzlebot's solve), the goal part's
+push rehearsed under 16 posterior draws through `agent.rehearsal`, against raw
+`mujoco.rollout` on the same models and inputs, in the same process.
+
+Not built yet, and reported as such in the results: model-free `ppo`.
 
 Writes benchmarks/results/solve.json, .md and .png (`--quick`: solve_quick.*, one depth-1
 lockbox, under a minute).
 
     python benchmarks/solve.py                 # depths 1-5, 2 seeds each
+    python benchmarks/solve.py --jobs 2        # two episodes at a time (compute times then share the CPU)
     python benchmarks/solve.py --quick
 """
 
@@ -26,8 +31,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import platform
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +44,7 @@ from rich.progress import Progress
 
 from puzzlebot.agent.affordances import marker_sheet, task_goals
 from puzzlebot.agent.explorer import ExplorerConfig
+from puzzlebot.agent.rehearsal import RehearsalConfig, Rehearser
 from puzzlebot.agent.session import SessionConfig, run_solve
 from puzzlebot.agent.solve import SolveConfig
 from puzzlebot.real.emulator import EmulatorBackend, EmulatorConfig
@@ -44,11 +52,8 @@ from puzzlebot.sim.oracle import Oracle
 from puzzlebot.sim.world import WorldConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
-AGENTS = ("puzzlebot", "random", "oracle")
-NOT_BUILT = {
-    "nominal": "not built: needs the rehearsal planner in the fitted model (issue 5)",
-    "ppo": "not built: model-free PPO on the emulator (issue 5)",
-}
+AGENTS = ("puzzlebot", "random", "nominal", "oracle")
+NOT_BUILT = {"ppo": "not built: model-free PPO on the emulator (issue 5)"}
 
 
 def run_agent(spec, depth: int, agent: str, seed: int, budget: SolveConfig, runs: Path) -> dict[str, Any]:
@@ -62,13 +67,29 @@ def run_agent(spec, depth: int, agent: str, seed: int, budget: SolveConfig, runs
                                               image_size=(480, 640), realtime=False, lockstep=True))
     strategy = "random" if agent == "random" else "active"
     config = SolveConfig(explorer=ExplorerConfig(strategy=strategy, seed=seed), max_attempts=budget.max_attempts,
-                         max_robot_s=budget.max_robot_s)
-    result = run_solve(emulator, marker_sheet(spec), task_goals(spec), runs / spec.name / agent,
+                         max_robot_s=budget.max_robot_s, learn=agent != "nominal")
+    goals = task_goals(spec)
+    result = run_solve(emulator, marker_sheet(spec), goals, runs / spec.name / agent,
                        SessionConfig(record_episode=False), config)
     outcome = result.outcome
-    return {**row, "solved": result.solved, "believed_solved": outcome.believed_solved,
-            "attempts": len(outcome.attempts), "robot_time_s": outcome.robot_time_s,
-            "compute_s": outcome.decide_s + result.fit_s, "wall_s": result.wall_s, "reason": outcome.reason}
+    surprises = [s["surprise"] for s in outcome.steps if "surprise" in s]
+    row = {**row, "solved": result.solved, "believed_solved": outcome.believed_solved,
+           "attempts": len(outcome.attempts), "robot_time_s": outcome.robot_time_s,
+           "compute_s": outcome.decide_s + result.fit_s, "wall_s": result.wall_s, "reason": outcome.reason,
+           "mean_surprise_nats": float(np.mean(surprises)) if surprises else None}
+    if agent == "puzzlebot":
+        row["rollout_throughput"] = rehearsal_throughput(result.model, goals[0].part)
+    return row
+
+
+def rehearsal_throughput(model, goal: str) -> dict[str, float] | None:
+    """Rehearsing a push of the goal part (else any part with a fitted joint) against raw rollout."""
+    rehearser = Rehearser(model, RehearsalConfig())
+    if not rehearser.parts:
+        return None
+    part = goal if goal in rehearser.parts else rehearser.parts[0]
+    lo, hi = model.part(part).articulation.observed_range
+    return rehearser.throughput(part, 0.0, 0.8 * max(hi, -lo))
 
 
 def summarize(rows: list[dict[str, Any]], depths: list[int]) -> dict[str, Any]:
@@ -88,8 +109,14 @@ def summarize(rows: list[dict[str, Any]], depths: list[int]) -> dict[str, Any]:
         }
     out["puzzlebot"]["false_beliefs"] = sum(1 for r in rows if r["agent"] == "puzzlebot" and "error" not in r
                                             and r["believed_solved"] != r["solved"])
-    out["puzzlebot"]["rollout_throughput_ratio"] = None
-    out["puzzlebot"]["rollout_throughput_note"] = "not measured: no rehearsal in the fitted model yet (issue 5)"
+    measured = [r["rollout_throughput"] for r in rows if r.get("rollout_throughput")]
+    ratio = float(np.median([m["ratio"] for m in measured])) if measured else None
+    out["puzzlebot"]["rollout_throughput_ratio"] = ratio
+    out["puzzlebot"]["rehearsal_steps_per_s_median"] = (float(np.median([m["rehearsal_steps_per_s"] for m in measured]))
+                                                        if measured else None)
+    out["puzzlebot"]["rollout_throughput_note"] = (
+        f"rehearsal at {ratio:.0%} of raw mujoco.rollout ({len(measured)} fitted models)" if measured
+        else "not measured: no fitted joint to rehearse")
     for agent, reason in NOT_BUILT.items():
         out[agent] = {"solve_rate_by_depth": {}, "median_robot_time_s": None, "median_attempts": None,
                       "median_compute_s": None, "note": reason}
@@ -99,8 +126,8 @@ def summarize(rows: list[dict[str, Any]], depths: list[int]) -> dict[str, Any]:
 def markdown(summary: dict[str, Any], rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = ["# Solving generated lockboxes", "",
              f"{meta['puzzles']} held-out generated lockboxes (depths {meta['depths']}, {meta['seeds']} seed(s) each); "
-             "puzzlebot and random on the lockstep reality emulator (hidden gap, floating gripper, closeup and top "
-             f"cameras 480x640), the oracle in simulation; budget {meta['max_attempts']} probes and "
+             "puzzlebot, random and nominal on the lockstep reality emulator (hidden gap, floating gripper, "
+             f"closeup and top cameras 480x640), the oracle in simulation; budget {meta['max_attempts']} probes and "
              f"{meta['max_robot_s']:.0f} s of robot time; {meta['machine']}; {meta['wall_s'] / 60:.0f} min.", "",
              "Targets: >= 95 % solved at depth 5, median <= 5 min robot time and <= 10 attempts, <= 2 min compute.", "",
              "| agent | solved by depth | median robot s | median attempts | median compute s | note |",
@@ -138,6 +165,39 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def _run_one(task, budget: SolveConfig, runs: Path) -> dict[str, Any]:
+    i, depth, spec, agent = task
+    try:
+        return run_agent(spec, depth, agent, seed=i, budget=budget, runs=runs)
+    except Exception as err:  # a failed session counts as unsolved, never silently
+        return {"puzzle": spec.name, "depth": depth, "agent": agent, "solved": False,
+                "error": f"{type(err).__name__}: {err}"}
+
+
+def run_all(tasks: list, budget: SolveConfig, runs: Path, jobs: int) -> list[dict[str, Any]]:
+    """Every (puzzle, agent) episode, `jobs` at a time; rows in task order."""
+    rows: dict[int, dict[str, Any]] = {}
+    with Progress() as progress:
+        bar = progress.add_task("solving", total=len(tasks))
+
+        def done(k: int, row: dict[str, Any]) -> None:
+            rows[k] = row
+            if "error" in row:
+                progress.console.print(f"[red]{row['puzzle']} {row['agent']} failed:[/] {row['error']}")
+            progress.advance(bar)
+
+        if jobs <= 1:
+            for k, task in enumerate(tasks):
+                progress.update(bar, description=f"{task[2].name}: {task[3]}")
+                done(k, _run_one(task, budget, runs))
+        else:
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = {pool.submit(_run_one, task, budget, runs): k for k, task in enumerate(tasks)}
+                for future in as_completed(futures):
+                    done(futures[future], future.result())
+    return [rows[k] for k in range(len(tasks))]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--depths", default="1-5")
@@ -146,26 +206,17 @@ def main() -> None:
     parser.add_argument("--max-robot-s", type=float, default=900.0)
     parser.add_argument("--quick", action="store_true", help="one depth-1 lockbox (under a minute)")
     parser.add_argument("--runs", type=Path, default=Path("outputs/benchmarks/solve"))
+    parser.add_argument("--jobs", type=int, default=1, help="episodes run at once, each in its own process")
     args = parser.parse_args()
     depths, seeds = ([1], 1) if args.quick else (parse_depths(args.depths), args.seeds)
     budget = SolveConfig(max_attempts=args.max_attempts, max_robot_s=args.max_robot_s)
     puzzles = held_out_puzzles(depths, seeds)
-    rows: list[dict[str, Any]] = []
     t0 = time.monotonic()
-    with Progress() as progress:
-        task = progress.add_task("solving", total=len(AGENTS) * len(puzzles))
-        for i, (depth, spec) in enumerate(puzzles):
-            for agent in AGENTS:
-                progress.update(task, description=f"{spec.name}: {agent}")
-                try:
-                    rows.append(run_agent(spec, depth, agent, seed=i, budget=budget, runs=args.runs))
-                except Exception as err:  # a failed session counts as unsolved, never silently
-                    progress.console.print(f"[red]{spec.name} {agent} failed:[/] {type(err).__name__}: {err}")
-                    rows.append({"puzzle": spec.name, "depth": depth, "agent": agent, "solved": False,
-                                 "error": f"{type(err).__name__}: {err}"})
-                progress.advance(task)
+    tasks = [(i, depth, spec, agent) for i, (depth, spec) in enumerate(puzzles) for agent in AGENTS]
+    rows = run_all(tasks, budget, args.runs, args.jobs)
     summary = summarize(rows, depths)
     meta = {"puzzles": len(puzzles), "depths": f"{depths[0]}-{depths[-1]}", "seeds": seeds, "quick": args.quick,
+            "jobs": args.jobs,
             "max_attempts": args.max_attempts, "max_robot_s": args.max_robot_s,
             "machine": f"{platform.processor() or platform.machine()}, {platform.system()}",
             "wall_s": time.monotonic() - t0}
