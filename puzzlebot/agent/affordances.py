@@ -92,9 +92,11 @@ class TaskGoal:
     min_opening: float | None = None  # m or rad from where the part started
     max_opening: float | None = None
 
-    def holds(self, opening: float) -> bool:
-        return ((self.min_opening is None or opening >= self.min_opening)
-                and (self.max_opening is None or opening <= self.max_opening))
+    def holds(self, opening: float, margin: float = 0.0) -> bool:
+        """Whether `opening` meets the goal with `margin` (a fraction of each bound) to spare:
+        an estimate of where a part stands is only good to a few per cent."""
+        return ((self.min_opening is None or opening >= self.min_opening * (1.0 + margin))
+                and (self.max_opening is None or opening <= self.max_opening * (1.0 - margin)))
 
 
 def task_goals(spec: PuzzleSpec) -> list[TaskGoal]:

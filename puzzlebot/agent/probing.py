@@ -40,7 +40,9 @@ class ProbeConfig:
     tug_speed: float = 0.02  # m/s while trying a direction (slow: a locked part meets a stiff hand)
     follow_speed: float = 0.06  # m/s once a part gives
     tug_distance: float = 0.012  # m a direction is tried for before giving up on it
-    moved_threshold: float = 0.006  # m of handle travel that counts as "it moved"
+    moved_threshold: float = 0.006  # m of handle travel that counts as "it moved" (touched, gave)
+    opened_threshold: float = 0.012  # m a handle must travel for an open to count: a knob held by its lock
+    # gave 6.5 mm at its pin (the lock's play on the knob's lever arm, and the hand's compliance)
     force_limit: float = 25.0  # N resisting the motion: a lock or a joint limit
     tug_force: float = 12.0  # N resisting a tug: the part does not give this way (hand and grasp
     # are compliant, so the hand alone travels a centimetre or two against a locked part)
@@ -233,7 +235,7 @@ class Prober:
             seen = _travel(end - handle, approach, record.contact)
             if not test and record.contact != "press":
                 record.travel = seen
-                record.moved = seen >= self.config.moved_threshold
+                record.moved = seen >= self.config.opened_threshold
             record.attempted = record.attempted or seen >= self.config.moved_threshold  # slid without a felt push
         return record
 
@@ -438,7 +440,10 @@ class Prober:
                 self.move_to(self.cmd_pos - approach * cfg.standoff, self.cmd_quat, cfg.free_speed)
                 continue
             handle_before = handle.copy()
-            limit = (cfg.test_press if press else cfg.test_push) if test else cfg.moved_threshold
+            if test:
+                limit = cfg.test_press if press else cfg.test_push
+            else:  # a button's whole travel is 12 mm: a press that gave half of it went in
+                limit = cfg.moved_threshold if press else cfg.opened_threshold
             pushed = self._servo_push(part, aff, d, record, give_limit=limit if test else None)
             if press:
                 # A press is judged by the hand: the cap moves along the cameras' line of sight,
@@ -455,7 +460,7 @@ class Prober:
                 seen = self._seen_travel(part, handle_before, approach)
                 # the hand's own advance while pushing can be a finger riding over the handle or
                 # the puzzle's give: where the cameras see the handle after the push, they decide
-                record.moved = seen is None or seen >= cfg.moved_threshold
+                record.moved = seen is None or seen >= cfg.opened_threshold
             if record.moved:
                 break
         else:

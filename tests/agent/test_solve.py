@@ -19,6 +19,10 @@ def test_task_goal_is_an_opening_from_the_start():
     assert goal.part == spec.goal[0].part and goal.min_opening == pytest.approx(spec.goal[0].min)
     assert not goal.holds(0.0) and goal.holds(goal.min_opening + 1e-6)
     assert TaskGoal("drawer", 0.05, 0.08).holds(0.06) and not TaskGoal("drawer", 0.05, 0.08).holds(0.09)
+    # with a margin, an estimate just past the bound is not enough
+    assert not TaskGoal("door", 1.1).holds(1.18, margin=0.1) and TaskGoal("door", 1.1).holds(1.22, margin=0.1)
+    with pytest.raises(ValueError, match="goal_margin"):
+        SolveConfig(goal_margin=0.7)
 
 
 def test_a_failed_goal_open_is_replanned_through_a_blocker_then_probed_when_stuck():
@@ -77,3 +81,17 @@ def test_a_depth_two_lockbox_is_solved_on_the_emulator_from_camera_images(tmp_pa
     # the agent's own estimate of the goal part's opening agrees with the world's joint
     assert result.outcome.openings[goal.part] == pytest.approx(result.final_positions[goal.part], abs=0.15)
     assert (tmp_path / "solve.json").exists() and (tmp_path / "fitted_model.xml").exists()
+
+
+def test_a_door_marker_turn_is_read_about_the_fitted_axis_only():
+    from scipy.spatial.transform import Rotation
+
+    from puzzlebot.agent.solve import _turn_about
+
+    rest = Rotation.from_euler("xyz", [0.2, -0.1, 0.3])  # a marker on a door face, tilted in the base frame
+    swung = Rotation.from_rotvec([0.0, 0.0, 1.1]) * rest  # the door turned 1.1 rad about a vertical hinge
+    wxyz = [1, 2, 3, 0]
+    q0, q1 = rest.as_quat()[wxyz], swung.as_quat()[wxyz]
+    assert _turn_about(q0, q1, np.array([0.0, 0.0, 1.0])) == pytest.approx(1.1)
+    assert _turn_about(q0, q1, np.array([1.0, 0.0, 0.0])) == pytest.approx(0.0, abs=1e-9)
+    assert _turn_about(q1, q0, np.array([0.0, 0.0, 1.0])) == pytest.approx(1.1)  # the angle, either way
