@@ -1,10 +1,18 @@
-"""The held-out generated lockboxes the agent benchmarks share: one definition, the same puzzles.
+"""What the agent benchmarks share: the held-out lockboxes (one definition, the same puzzles)
+and the runner that plays their episodes, one or several at a time.
 
 Generator seeds from `HELD_OUT_SEED` on are used by no test; puzzle (depth d, seed index s)
 is generated from seed HELD_OUT_SEED + 100 d + s.
 """
 
 from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Any
+
+from rich.progress import Progress
 
 from puzzlebot.sim.generator import GeneratorConfig, generate
 from puzzlebot.sim.spec import PuzzleSpec
@@ -24,3 +32,30 @@ def held_out_puzzles(depths: list[int], seeds: int) -> list[tuple[int, PuzzleSpe
     """(depth, spec) for every depth and seed index, depth-major."""
     return [(d, generate(GeneratorConfig(depth=d, seed=HELD_OUT_SEED + 100 * d + s)))
             for d in depths for s in range(seeds)]
+
+
+def run_episodes(tasks: list[Any], play: Callable[[Any], dict[str, Any]], jobs: int,
+                 label: Callable[[Any], str]) -> list[dict[str, Any]]:
+    """`play(task)` for every task, `jobs` at a time (each in its own process when jobs > 1: an
+    episode's emulator is a process of its own as well); rows in task order. `play` must be a
+    module-level function (or a partial of one) that turns its own failures into rows."""
+    rows: dict[int, dict[str, Any]] = {}
+    with Progress() as progress:
+        bar = progress.add_task("episodes", total=len(tasks))
+
+        def done(k: int, row: dict[str, Any]) -> None:
+            rows[k] = row
+            if "error" in row:
+                progress.console.print(f"[red]{label(tasks[k])} failed:[/] {row['error']}")
+            progress.advance(bar)
+
+        if jobs <= 1:
+            for k, task in enumerate(tasks):
+                progress.update(bar, description=label(task))
+                done(k, play(task))
+        else:
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = {pool.submit(play, task): k for k, task in enumerate(tasks)}
+                for future in as_completed(futures):
+                    done(futures[future], future.result())
+    return [rows[k] for k in range(len(tasks))]

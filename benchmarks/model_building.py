@@ -20,12 +20,12 @@ import argparse
 import json
 import platform
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from held_out import held_out_puzzles, parse_depths
-from rich.progress import Progress
+from held_out import held_out_puzzles, parse_depths, run_episodes
 
 from puzzlebot.agent.affordances import marker_sheet
 from puzzlebot.agent.explorer import ExplorerConfig
@@ -175,6 +175,14 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def _play(task, max_probes: int, runs: Path) -> dict[str, Any]:
+    i, spec, strategy = task
+    try:
+        return run_one(spec, strategy, seed=i, max_probes=max_probes, runs=runs)
+    except Exception as err:  # a failed session counts against every metric, never silently
+        return failed_run(spec, strategy, err)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--depths", default="1-5")
@@ -182,24 +190,17 @@ def main() -> None:
     parser.add_argument("--max-probes", type=int, default=80)
     parser.add_argument("--quick", action="store_true", help="one depth-1 lockbox (a smoke run, under a minute)")
     parser.add_argument("--runs", type=Path, default=Path("outputs/benchmarks/model_building"))
+    parser.add_argument("--jobs", type=int, default=1, help="sessions run at once, each in its own process")
     args = parser.parse_args()
     depths, seeds = ([1], 1) if args.quick else (parse_depths(args.depths), args.seeds)
     specs = [spec for _, spec in held_out_puzzles(depths, seeds)]
-    runs: list[dict[str, Any]] = []
     t0 = time.monotonic()
-    with Progress() as progress:
-        task = progress.add_task("model building", total=2 * len(specs))
-        for i, spec in enumerate(specs):
-            for strategy in ("active", "random"):
-                progress.update(task, description=f"{spec.name} ({len(spec.parts)} parts): {strategy}")
-                try:
-                    runs.append(run_one(spec, strategy, seed=i, max_probes=args.max_probes, runs=args.runs))
-                except Exception as err:  # a failed session counts against every metric, never silently
-                    progress.console.print(f"[red]{spec.name} {strategy} failed:[/] {type(err).__name__}: {err}")
-                    runs.append(failed_run(spec, strategy, err))
-                progress.advance(task)
+    tasks = [(i, spec, strategy) for i, spec in enumerate(specs) for strategy in ("active", "random")]
+    runs = run_episodes(tasks, partial(_play, max_probes=args.max_probes, runs=args.runs), args.jobs,
+                        label=lambda task: f"{task[1].name} ({len(task[1].parts)} parts): {task[2]}")
     summary = summarize(runs)
     meta = {"puzzles": len(specs), "depths": f"{depths[0]}-{depths[-1]}", "seeds": seeds, "quick": args.quick,
+            "jobs": args.jobs,
             "machine": f"{platform.processor() or platform.machine()}, {platform.system()}",
             "wall_s": time.monotonic() - t0}
     name = "model_building_quick" if args.quick else "model_building"

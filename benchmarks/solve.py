@@ -31,16 +31,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import platform
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from held_out import held_out_puzzles, parse_depths
-from rich.progress import Progress
+from held_out import held_out_puzzles, parse_depths, run_episodes
 
 from puzzlebot.agent.affordances import marker_sheet, task_goals
 from puzzlebot.agent.explorer import ExplorerConfig
@@ -177,30 +175,6 @@ def _run_one(task, budget: SolveConfig, runs: Path) -> dict[str, Any]:
                 "error": f"{type(err).__name__}: {err}"}
 
 
-def run_all(tasks: list, budget: SolveConfig, runs: Path, jobs: int) -> list[dict[str, Any]]:
-    """Every (puzzle, agent) episode, `jobs` at a time; rows in task order."""
-    rows: dict[int, dict[str, Any]] = {}
-    with Progress() as progress:
-        bar = progress.add_task("solving", total=len(tasks))
-
-        def done(k: int, row: dict[str, Any]) -> None:
-            rows[k] = row
-            if "error" in row:
-                progress.console.print(f"[red]{row['puzzle']} {row['agent']} failed:[/] {row['error']}")
-            progress.advance(bar)
-
-        if jobs <= 1:
-            for k, task in enumerate(tasks):
-                progress.update(bar, description=f"{task[2].name}: {task[3]}")
-                done(k, _run_one(task, budget, runs))
-        else:
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = {pool.submit(_run_one, task, budget, runs): k for k, task in enumerate(tasks)}
-                for future in as_completed(futures):
-                    done(futures[future], future.result())
-    return [rows[k] for k in range(len(tasks))]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--depths", default="1-5")
@@ -216,7 +190,8 @@ def main() -> None:
     puzzles = held_out_puzzles(depths, seeds)
     t0 = time.monotonic()
     tasks = [(i, depth, spec, agent) for i, (depth, spec) in enumerate(puzzles) for agent in AGENTS]
-    rows = run_all(tasks, budget, args.runs, args.jobs)
+    rows = run_episodes(tasks, partial(_run_one, budget=budget, runs=args.runs), args.jobs,
+                        label=lambda task: f"{task[2].name}: {task[3]}")
     goal_of = {spec.name: task_goals(spec)[0].part for _, spec in puzzles}
     for row in rows:  # one process, nothing else running: the throughput is not shared with an episode
         if row.get("fitted_model"):
