@@ -7,9 +7,12 @@ is generated from seed HELD_OUT_SEED + 100 d + s.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
+import platform
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
 from typing import Any
 
 from rich.progress import Progress
@@ -59,3 +62,17 @@ def run_episodes(tasks: list[Any], play: Callable[[Any], dict[str, Any]], jobs: 
                 for future in as_completed(futures):
                     done(futures[future], future.result())
     return [rows[k] for k in range(len(tasks))]
+
+
+def machine() -> str:
+    return f"{platform.processor() or platform.machine()}, {platform.system()}"
+
+
+def write_results(folder: Path, name: str, summary: dict[str, Any], meta: dict[str, Any], rows: list[dict[str, Any]],
+                  markdown: str, plot: Callable[[Path], None]) -> None:
+    """`name`.json (summary, meta and every row), .md and .png in `folder`; the summary is printed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps({**summary, "meta": meta, "runs": rows}, indent=1))
+    (folder / f"{name}.md").write_text(markdown)
+    plot(folder / f"{name}.png")
+    print(json.dumps(summary, indent=1))

@@ -17,15 +17,13 @@ model and exploration log go under --runs).
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from held_out import held_out_puzzles, parse_depths, run_episodes
+from held_out import held_out_puzzles, machine, parse_depths, run_episodes, write_results
 
 from puzzlebot.agent.affordances import marker_sheet
 from puzzlebot.agent.explorer import ExplorerConfig
@@ -201,14 +199,11 @@ def main() -> None:
     summary = summarize(runs)
     meta = {"puzzles": len(specs), "depths": f"{depths[0]}-{depths[-1]}", "seeds": seeds, "quick": args.quick,
             "jobs": args.jobs,
-            "machine": f"{platform.processor() or platform.machine()}, {platform.system()}",
+            "machine": machine(),
             "wall_s": time.monotonic() - t0}
     name = "model_building_quick" if args.quick else "model_building"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps({**summary, "meta": meta, "runs": runs}, indent=1))
-    (RESULTS / f"{name}.md").write_text(markdown(summary, runs, meta))
-    plot(runs, RESULTS / f"{name}.png")
-    print(json.dumps(summary, indent=1))
+    write_results(RESULTS, name, summary, meta, runs, markdown(summary, runs, meta),
+                  lambda path: plot(runs, path))
 
 
 if __name__ == "__main__":

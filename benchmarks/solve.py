@@ -30,15 +30,13 @@ lockbox, under a minute).
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from held_out import held_out_puzzles, parse_depths, run_episodes
+from held_out import held_out_puzzles, machine, parse_depths, run_episodes, write_results
 
 from puzzlebot.agent.affordances import marker_sheet, task_goals
 from puzzlebot.agent.explorer import ExplorerConfig
@@ -200,14 +198,11 @@ def main() -> None:
     meta = {"puzzles": len(puzzles), "depths": f"{depths[0]}-{depths[-1]}", "seeds": seeds, "quick": args.quick,
             "jobs": args.jobs,
             "max_attempts": args.max_attempts, "max_robot_s": args.max_robot_s,
-            "machine": f"{platform.processor() or platform.machine()}, {platform.system()}",
+            "machine": machine(),
             "wall_s": time.monotonic() - t0}
     name = "solve_quick" if args.quick else "solve"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps({**summary, "meta": meta, "runs": rows}, indent=1))
-    (RESULTS / f"{name}.md").write_text(markdown(summary, rows, meta))
-    plot(summary, RESULTS / f"{name}.png")
-    print(json.dumps(summary, indent=1))
+    write_results(RESULTS, name, summary, meta, rows, markdown(summary, rows, meta),
+                  lambda path: plot(summary, path))
 
 
 if __name__ == "__main__":
