@@ -7,6 +7,8 @@ For every puzzle each agent gets a fresh episode:
 - `random`: the same loop, skills and budget, moves drawn uniformly (the exploration baseline);
 - `nominal`: the same loop planning on its prior model throughout: the lock beliefs are never
   updated and nothing is refitted (what fitting buys);
+- `ppo`: model-free PPO (sb3-contrib MaskablePPO) learning on the puzzle itself, on the same
+  emulator, with the same skills and budget (`agent/policy/ppo_baseline.py`);
 - `oracle`: reads the true puzzle and acts in simulation (the upper bound; no gap, no cameras).
 
 Solved is read from the world (the emulator's own joints after the episode, or the oracle's
@@ -16,8 +18,6 @@ agent spent deciding and fitting (the oracle's is its wall time).
 Rehearsal throughput: on each puzzle's fitted model (after puzzlebot's solve), the goal part's
 push rehearsed under 16 posterior draws through `agent.rehearsal`, against raw
 `mujoco.rollout` on the same models and inputs, in the same process.
-
-Not built yet, and reported as such in the results: model-free `ppo`.
 
 Writes benchmarks/results/solve.json, .md and .png (`--quick`: solve_quick.*, one depth-1
 lockbox, under a minute).
@@ -39,7 +39,7 @@ import numpy as np
 from held_out import held_out_puzzles, machine, parse_depths, run_episodes, write_results
 
 from puzzlebot.agent.affordances import marker_sheet, task_goals
-from puzzlebot.agent.explorer import ExplorerConfig
+from puzzlebot.agent.agents import solve_setup
 from puzzlebot.agent.fitted_model import FittedModel
 from puzzlebot.agent.rehearsal import RehearsalConfig, Rehearser
 from puzzlebot.agent.session import SessionConfig, run_solve
@@ -49,8 +49,7 @@ from puzzlebot.sim.oracle import Oracle
 from puzzlebot.sim.world import WorldConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
-AGENTS = ("puzzlebot", "random", "nominal", "oracle")
-NOT_BUILT = {"ppo": "not built: model-free PPO on the emulator (issue 5)"}
+AGENTS = ("puzzlebot", "random", "nominal", "ppo", "oracle")
 
 
 def run_agent(spec, depth: int, agent: str, seed: int, budget: SolveConfig, runs: Path) -> dict[str, Any]:
@@ -62,12 +61,10 @@ def run_agent(spec, depth: int, agent: str, seed: int, budget: SolveConfig, runs
                 "compute_s": time.perf_counter() - tic, "reason": result.reason}
     emulator = EmulatorBackend(EmulatorConfig(puzzle=spec, robot="gripper", seed=seed, cameras=("closeup", "top"),
                                               image_size=(480, 640), realtime=False, lockstep=True))
-    strategy = "random" if agent == "random" else "active"
-    config = SolveConfig(explorer=ExplorerConfig(strategy=strategy, seed=seed), max_attempts=budget.max_attempts,
-                         max_robot_s=budget.max_robot_s, learn=agent != "nominal")
+    config, solver = solve_setup(agent, seed, budget.max_attempts, budget.max_robot_s)
     goals = task_goals(spec)
     result = run_solve(emulator, marker_sheet(spec), goals, runs / spec.name / agent,
-                       SessionConfig(record_episode=False), config)
+                       SessionConfig(record_episode=False), config, solver)
     outcome = result.outcome
     surprises = [s["surprise"] for s in outcome.steps if "surprise" in s]
     row = {**row, "solved": result.solved, "believed_solved": outcome.believed_solved,
@@ -116,16 +113,13 @@ def summarize(rows: list[dict[str, Any]], depths: list[int]) -> dict[str, Any]:
     out["puzzlebot"]["rollout_throughput_note"] = (
         f"rehearsal at {ratio:.0%} of raw mujoco.rollout ({len(measured)} fitted models)" if measured
         else "not measured: no fitted joint to rehearse")
-    for agent, reason in NOT_BUILT.items():
-        out[agent] = {"solve_rate_by_depth": {}, "median_robot_time_s": None, "median_attempts": None,
-                      "median_compute_s": None, "note": reason}
     return out
 
 
 def markdown(summary: dict[str, Any], rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = ["# Solving generated lockboxes", "",
              f"{meta['puzzles']} held-out generated lockboxes (depths {meta['depths']}, {meta['seeds']} seed(s) each); "
-             "puzzlebot, random and nominal on the lockstep reality emulator (hidden gap, floating gripper, "
+             "puzzlebot, random, nominal and ppo on the lockstep reality emulator (hidden gap, floating gripper, "
              f"closeup and top cameras 480x640), the oracle in simulation; budget {meta['max_attempts']} probes and "
              f"{meta['max_robot_s']:.0f} s of robot time; {meta['machine']}; {meta['wall_s'] / 60:.0f} min.", "",
              "Targets: >= 95 % solved at depth 5, median <= 5 min robot time and <= 10 attempts, <= 2 min compute.", "",

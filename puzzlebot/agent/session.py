@@ -144,12 +144,14 @@ class SolveResult:
 
 
 def run_solve(emulator: EmulatorBackend, sheet: MarkerSheet, goals: list[TaskGoal], out_dir: Path,
-              config: SessionConfig = SessionConfig(), solve_config: SolveConfig = SolveConfig()) -> SolveResult:
-    """Solve the emulator's puzzle through the driver, fit its model, and score on the world."""
+              config: SessionConfig = SessionConfig(), solve_config: SolveConfig = SolveConfig(),
+              solver: Callable[..., SolveOutcome] = solve) -> SolveResult:
+    """Solve the emulator's puzzle through the driver (with `solver`: the solve loop, or a
+    baseline's, see `agent.agents`), fit its model, and score on the world."""
     t0 = time.monotonic()
     gap: dict[str, Any] = {}
     with _connected(emulator, sheet, out_dir, config, gap) as live:
-        outcome = solve(live.prober, live.seen, goals, solve_config)
+        outcome = solver(live.prober, live.seen, goals, solve_config)
     wall = time.monotonic() - t0
     tic = time.perf_counter()
     model = fit_model(outcome.beliefs, outcome.interactions, live.io.tracker.tracks, sheet, live.io.T_world_base,

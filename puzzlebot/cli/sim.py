@@ -6,10 +6,10 @@ puzzle (puzzle.yaml), the driver's episode log with camera frames (episode/), th
 (solve.json: every step, why it was chosen, its outcome), the fitted model (fitted_model.*),
 metrics (metrics.json, scored on the emulator's own final state) and a video (solve.mp4).
 
-Agents: `puzzlebot` (the default); its baselines in the same loop, with the same skills and
-budget, on the same emulator: `random` (moves drawn uniformly) and `nominal` (plans on its
-prior model and never refits it); and `oracle` (reads the true puzzle and acts in simulation:
-the upper bound). The PPO baseline is not built yet, and asking for it raises a clear error.
+Agents: `puzzlebot` (the default); its baselines with the same skills and budget, on the same
+emulator: `random` (moves drawn uniformly) and `nominal` (plans on its prior model and never
+refits it), both in the solve loop, and `ppo` (model-free PPO learning on the puzzle itself
+within the budget); and `oracle` (reads the true puzzle and acts in simulation: the upper bound).
 
 Sweeps (`-m`, e.g. `-m puzzle.depth=1,2,3 agent=puzzlebot,oracle seed=0,1`) write one run folder
 per job under `hydra.sweep.dir`. Jobs run one after another by default; the launcher presets in
@@ -38,14 +38,14 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # hydra/launcher=ray*: ne
 import hydra  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
+from puzzlebot.agent.agents import EMULATOR_AGENTS  # noqa: E402
 from puzzlebot.configs.schema import register as register_schema  # noqa: E402
 from puzzlebot.sim.external import load_puzzle  # noqa: E402
 from puzzlebot.sim.generator import GeneratorConfig, generate  # noqa: E402
 from puzzlebot.sim.spec import PuzzleSpec, save_spec  # noqa: E402
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "puzzles"
-AGENTS = ("puzzlebot", "random", "nominal", "oracle")
-EMULATOR_AGENTS = ("puzzlebot", "random", "nominal")  # the solve loop on the reality emulator
+AGENTS = ("puzzlebot", "random", "nominal", "ppo", "oracle")
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
@@ -76,8 +76,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
 
     console = Console()
     if cfg.agent.name not in AGENTS:
-        raise NotImplementedError(f"agent={cfg.agent.name!r} is not built yet: the agents are {', '.join(AGENTS)} "
-                                  "(the PPO baseline comes with the learned policies)")
+        raise ValueError(f"agent={cfg.agent.name!r}: unknown agent; the agents are {', '.join(AGENTS)}")
     seed = int(cfg.seed)
     spec = resolve_puzzle(cfg, seed)
     if not isinstance(spec, PuzzleSpec):  # an MJCF puzzle: keep it with the run, then say why we stop
@@ -141,9 +140,9 @@ def _run_puzzlebot(cfg: DictConfig, spec: PuzzleSpec, seed: int, out_dir: Path, 
     console.print(f"[bold]puzzlebot-sim[/] puzzle [cyan]{spec.name}[/] ({len(spec.parts)} parts), agent "
                   f"[cyan]{agent}[/] on the reality emulator (hidden gap, seed {seed}); task: "
                   + ", ".join(f"open {g.part} by {g.min_opening:.3g}" for g in goals if g.min_opening is not None))
-    solve_config = agent_solve_config(cfg, seed)
+    solve_config, solver = agent_solve_config(cfg, seed)
     with console.status("exploring and solving through the driver (lockstep emulator)..."):
-        result = run_solve(emulator, marker_sheet(spec), goals, out_dir, session, solve_config)
+        result = run_solve(emulator, marker_sheet(spec), goals, out_dir, session, solve_config, solver)
     outcome = result.outcome
     for i, step in enumerate(outcome.steps):
         mark = {True: "[green]moved[/]", False: "[red]stayed[/]", None: "[yellow]not engaged[/]"}[step["moved"]]
@@ -167,17 +166,15 @@ def _run_puzzlebot(cfg: DictConfig, spec: PuzzleSpec, seed: int, out_dir: Path, 
 
 
 def agent_solve_config(cfg: DictConfig, seed: int):
-    """The solve loop's config for an emulator agent: `random` draws its moves uniformly,
-    `nominal` never updates its prior beliefs, `puzzlebot` does neither."""
-    from puzzlebot.agent.explorer import ExplorerConfig
-    from puzzlebot.agent.solve import SolveConfig
+    """The solve loop's config and the solver for an emulator agent (`agent.agents.solve_setup`):
+    `random` draws its moves uniformly, `nominal` never updates its prior beliefs, `ppo` learns
+    a policy on the puzzle, `puzzlebot` is the agent."""
+    from puzzlebot.agent.agents import solve_setup
 
-    agent = str(cfg.agent.name)
-    if agent not in EMULATOR_AGENTS:
-        raise ValueError(f"agent.name={agent!r} does not run the solve loop (those that do: {EMULATOR_AGENTS})")
-    return SolveConfig(explorer=ExplorerConfig(strategy="random" if agent == "random" else "active", seed=seed),
-                       max_attempts=int(cfg.agent.max_attempts), max_robot_s=float(cfg.agent.max_robot_s),
-                       learn=agent != "nominal")
+    ppo = OmegaConf.to_container(cfg.agent.ppo) if cfg.agent.get("ppo") is not None else None
+    if ppo is not None and "hidden" in ppo:
+        ppo["hidden"] = tuple(ppo["hidden"])
+    return solve_setup(str(cfg.agent.name), seed, int(cfg.agent.max_attempts), float(cfg.agent.max_robot_s), ppo)
 
 
 class _VideoRecorder:

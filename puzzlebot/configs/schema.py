@@ -35,14 +35,31 @@ class RobotConfig:
 
 
 @dataclass
+class PPOSchema:
+    """agent=ppo: the learner's settings (`agent.policy.ppo_baseline.PPOConfig`)."""
+
+    n_steps: int = 6
+    batch_size: int = 6
+    n_epochs: int = 4
+    learning_rate: float = 3e-3
+    gamma: float = 0.95
+    gae_lambda: float = 0.9
+    ent_coef: float = 0.01
+    hidden: list[int] = field(default_factory=lambda: [64, 64])
+
+
+@dataclass
 class AgentConfig:
     name: str = MISSING
-    """'puzzlebot' (the agent, on the reality emulator), its baselines 'random' and 'nominal' (same
-    loop and emulator), or 'oracle' (ground truth, upper bound)."""
+    """'puzzlebot' (the agent, on the reality emulator), its baselines 'random', 'nominal' (same
+    loop and emulator) and 'ppo' (model-free PPO on the emulator, same budget), or 'oracle'
+    (ground truth, upper bound)."""
     max_attempts: int = 12
     """Moves the agent may try before the run is reported unsolved."""
     max_robot_s: float = 900.0
-    """puzzlebot, random, nominal: seconds on the arm's clock before the run is reported unsolved."""
+    """puzzlebot, random, nominal, ppo: seconds on the arm's clock before the run is reported unsolved."""
+    ppo: PPOSchema | None = None
+    """agent=ppo only: the learner's settings."""
 
 
 @dataclass

@@ -33,14 +33,14 @@ def test_oracle_run_writes_a_complete_run_folder(tmp_path):
     assert frames > 10
 
 
-def test_unbuilt_agent_fails_loudly(tmp_path):
+def test_unknown_agent_fails_loudly(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "puzzlebot.cli.sim", "agent.name=ppo", "experiment.wandb=disabled",
+        [sys.executable, "-m", "puzzlebot.cli.sim", "agent.name=sac", "experiment.wandb=disabled",
          f"hydra.run.dir={tmp_path}"],
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode != 0
-    assert "not built yet" in proc.stderr
+    assert "unknown agent" in proc.stderr and "ppo" in proc.stderr
 
 
 @pytest.mark.slow
@@ -67,9 +67,11 @@ def test_the_agent_solves_a_lockbox_on_the_emulator_and_writes_its_run_folder(tm
     assert frames > 10
 
 
-@pytest.mark.parametrize("agent, strategy, learns", [("puzzlebot", "active", True), ("random", "random", True),
-                                                      ("nominal", "active", False)])
-def test_each_emulator_agent_is_the_solve_loop_with_its_own_setting(agent, strategy, learns):
+@pytest.mark.parametrize("agent, strategy, learns, solver", [("puzzlebot", "active", True, "solve"),
+                                                              ("random", "random", True, "solve"),
+                                                              ("nominal", "active", False, "solve"),
+                                                              ("ppo", "active", True, "solve_ppo")])
+def test_each_emulator_agent_gets_its_own_solver_and_setting(agent, strategy, learns, solver):
     from hydra import compose, initialize_config_dir
 
     from puzzlebot.cli.sim import CONFIGS, agent_solve_config
@@ -78,10 +80,13 @@ def test_each_emulator_agent_is_the_solve_loop_with_its_own_setting(agent, strat
     register()
     with initialize_config_dir(config_dir=str(CONFIGS), version_base=None):
         cfg = compose(config_name="config", overrides=[f"agent={agent}"])
-    config = agent_solve_config(cfg, seed=3)
+    config, solve = agent_solve_config(cfg, seed=3)
     assert config.explorer.strategy == strategy and config.learn is learns and config.explorer.seed == 3
     assert config.max_attempts == cfg.agent.max_attempts == 30
+    assert getattr(solve, "func", solve).__name__ == solver
+    if agent == "ppo":  # the learner's settings come from the config, seeded by the run
+        assert solve.keywords["ppo"].seed == 3 and solve.keywords["ppo"].n_steps == cfg.agent.ppo.n_steps
     with initialize_config_dir(config_dir=str(CONFIGS), version_base=None):
         oracle = compose(config_name="config", overrides=["agent=oracle"])
-    with pytest.raises(ValueError, match="does not run the solve loop"):
+    with pytest.raises(ValueError, match="does not act through the solve loop"):
         agent_solve_config(oracle, seed=0)
