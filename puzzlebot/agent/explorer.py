@@ -92,7 +92,15 @@ class ArmMoves:
         self.gave_along: dict[str, np.ndarray] = {}  # direction each part last gave to (open or test)
 
     def __call__(self, part: str, direction: str, displaced: frozenset[str]) -> bool | None:
-        hint, handle = self._closing_move(part) if direction == CLOSE else (self.gave_along.get(part), None)
+        if direction == CLOSE:
+            hint, handle = self._along_joint(part, -1.0)
+        elif direction == OPEN and part in displaced:
+            # pushing on a part already open: along its joint from where it stands now (a door
+            # swung 1.2 rad is not pulled on the way it first gave, which swings it back), at the
+            # handle the cameras see
+            hint, handle = self._along_joint(part, 1.0)[0], None
+        else:
+            hint, handle = self.gave_along.get(part), None
         interaction = self.prober.probe(part, direction, hint=hint, handle=handle)
         if not interaction.attempted:
             return None
@@ -109,16 +117,32 @@ class ArmMoves:
             self.on_probe(interaction)
         return interaction.moved
 
-    def _closing_move(self, part: str) -> tuple[np.ndarray | None, tuple | None]:
-        """How to bring a part back: the direction to push it and the handle's pose now.
+    def reopen(self, part: str) -> bool | None:
+        """Open a part believed open another way than the one that moved it: a press that
+        gave under the hand can be a knob's pin tipping a few degrees, not its turn."""
+        interaction = self.prober.probe(part, OPEN, avoid=self.gave_along.get(part))
+        if not interaction.attempted:
+            return None
+        self.interactions.append(interaction)
+        if interaction.moved and interaction.tried:
+            self.gave_along[part] = interaction.tried[-1]
+            if len(interaction.tcp_positions) >= 2:
+                self.opened_along[part] = _final_direction(np.asarray(interaction.tcp_positions))
+        if self.on_probe is not None:
+            self.on_probe(interaction)
+        return interaction.moved
+
+    def _along_joint(self, part: str, sign: float) -> tuple[np.ndarray | None, tuple | None]:
+        """How to move a part on from where it stands, back (`sign` -1) or further open (+1):
+        the direction to push it and the handle's pose now.
 
         From the joint fitted to the hand's path so far: the push follows the joint's tangent at
         the point where the hand let go of the handle, and a grasp approaches the handle turned
         as the part has turned (a door swung open shows its handle from the side). Without a
-        fit: back along the last opening motion, at the pose where the hand let go.
+        fit: along the last opening motion, at the pose where the hand let go.
         """
         io = self.prober.io
-        fallback = (-self.opened_along[part] if part in self.opened_along else None), None
+        fallback = (sign * self.opened_along[part] if part in self.opened_along else None), None
         if part not in self.prober.left_at or io.T_world_base is None:
             return fallback
         articulation = part_articulation(part, self.interactions, io.tracker.tracks[part], io.T_world_base)
@@ -133,7 +157,7 @@ class ArmMoves:
         # slid off the handle as the part hit its stop).
         reached = float(articulation.coordinates[-1])
         if articulation.kind == "prismatic":
-            return -axis, (rest_point + axis * reached, approach, grip)
+            return sign * axis, (rest_point + axis * reached, approach, grip)
         origin = R @ articulation.origin + t
         turn = rotation(axis, reached)
         point = origin + turn @ (rest_point - origin)
@@ -141,7 +165,7 @@ class ArmMoves:
         if np.linalg.norm(tangent) < 1e-6:
             return fallback
         grip = None if grip is None else turn @ grip
-        return -tangent / np.linalg.norm(tangent), (point, turn @ approach, grip)
+        return sign * tangent / np.linalg.norm(tangent), (point, turn @ approach, grip)
 
 
 class _Timed:

@@ -108,6 +108,7 @@ class LockBeliefs:
         self._onehot = (self._owner[None, :] == np.arange(len(self.parts))[:, None]).astype(float)  # (parts, hyp.)
         self._start = np.searchsorted(self._owner, np.arange(len(self.parts) + 1))
         self._logp = np.array(logp)
+        self._prior_logp = self._logp.copy()
         self.cannot: set[tuple[str, str]] = set()
         """(part, direction) moves the robot cannot make (a pressed button it cannot pull back, a
         handle it cannot take hold of): never chosen. Learned from moves it could not attempt."""
@@ -136,6 +137,12 @@ class LockBeliefs:
         for attempt in attempts:
             self.update(attempt)
 
+    def refit(self, attempts: Iterable[Attempt]) -> None:
+        """Forget all evidence and condition on `attempts` instead (an earlier outcome was
+        misread, e.g. a part believed open was not); what the robot cannot do is kept."""
+        self._logp = self._prior_logp.copy()
+        self.update_all(attempts)
+
     # ------------------------------------------------------------------ queries
 
     def probability_blocks(self, blocker: str, part: str) -> float:
@@ -163,6 +170,15 @@ class LockBeliefs:
                     chosen[part] = blockers
                     break
         return _reduced({part: chosen[part] for part in self.parts})
+
+    def sample_graphs(self, rng: np.random.Generator, n: int) -> list[dict[str, frozenset[str]]]:
+        """`n` lock graphs drawn from the posterior (each part's blocker set independently, as the
+        posterior is factored; a draw may hold a cycle, which no plan gets through)."""
+        draws: dict[str, np.ndarray] = {}
+        for part in self.parts:
+            post = np.exp(self._logp[self._segment(part)])
+            draws[part] = rng.choice(len(post), size=n, p=post / post.sum())
+        return [{part: self.hypotheses[part][int(draws[part][k])] for part in self.parts} for k in range(n)]
 
     def confidence(self) -> float:
         """Probability that the true graph is equivalent to the MAP graph in every reachable state.

@@ -63,6 +63,8 @@ class ProbeConfig:
     test_push: float = 0.008  # m a side push gives before a test calls the part free: over a lock's play and
     # give (a locked bolt gave 5 mm under 12 N), within the travel over which a blocker blocks (a third or more)
     press_drift: float = 0.004  # m across the push a pressing hand may move and still call it a press
+    press_seen: float = 0.3  # of the hand's give, the cameras must see the handle go in (parked): a finger
+    # that slipped off a knob's pin gave 10 mm beside it; latched buttons were seen 9-14 mm in for 12
     test_press: float = 0.003  # m a press gives before a test calls it free (a button blocks for >= 3.6 mm)
     grasp_margin: float = 0.012  # m of finger opening each side of a bar on the way in
     grasp_pitches_deg: tuple[float, ...] = (0.0, 35.0, -35.0)  # ways in to a bar, rolled about it
@@ -189,7 +191,8 @@ class Prober:
 
     # ------------------------------------------------------------------ probes
     def probe(self, part: str, direction: str = "open", hint: np.ndarray | None = None,
-              handle: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None) -> Interaction:
+              handle: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None,
+              avoid: np.ndarray | None = None) -> Interaction:
         """Try to move `part` away from (open) or back to (close) where it started, or test it.
 
         A test ("test") finds out whether the part gives without moving it far: a grasped part
@@ -204,6 +207,7 @@ class Prober:
             hint: a direction (world) to try first, e.g. the reverse of the motion that opened it.
             handle: the handle's point, approach and grip axis (world) if the caller knows them
                 better than the cameras (from the fitted joint); the tracked marker otherwise.
+            avoid: a direction (world) not to try: one that moved the part without opening it.
         """
         aff = self.io.sheet.affordances[part]
         if not self.io.seen_since(part, self.io.state.t - self.config.view_s):
@@ -218,6 +222,8 @@ class Prober:
         candidates = self._candidates(aff, approach, grip_axis, hint)
         if direction == "close" and hint is not None:
             candidates = candidates[:1]  # back the way it came, nothing else
+        if avoid is not None:
+            candidates = [d for d in candidates if d @ avoid < 0.9 * np.linalg.norm(avoid)]
         if aff.mode == "push":  # a fingertip pushes; it cannot pull a handle towards the hand
             candidates = [d for d in candidates if d @ approach > -0.7]
         if not candidates:
@@ -461,6 +467,8 @@ class Prober:
                 # the hand's own advance while pushing can be a finger riding over the handle or
                 # the puzzle's give: where the cameras see the handle after the push, they decide
                 record.moved = seen is None or seen >= cfg.opened_threshold
+            elif record.moved and not test:
+                record.moved = self._press_seen(part, handle_before, approach, pushed.gave)
             if record.moved:
                 break
         else:
@@ -484,6 +492,15 @@ class Prober:
             return None
         now, _, _ = self.io.handle_world(part)
         return _travel(now - before, approach, "side")
+
+    def _press_seen(self, part: str, before: np.ndarray, approach: np.ndarray, gave: float) -> bool:
+        """Whether the cameras, with the hand parked, see the handle gone in along the approach
+        by `press_seen` of the hand's give (True when they do not see it: the hand's word
+        stands). Depth along the line of sight is a marker's noisiest axis, hence the fraction."""
+        if not self._view_parked(part):
+            return True
+        now, _, _ = self.io.handle_world(part)
+        return float((now - before) @ approach) >= self.config.press_seen * gave
 
     def _push_pose(self, aff: Affordance, handle: np.ndarray, approach: np.ndarray,
                    d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -46,6 +46,7 @@ from puzzlebot.agent.locks import (
     relevance,
 )
 from puzzlebot.agent.model_building import fit_model, part_articulation
+from puzzlebot.agent.planning import robust_plan
 from puzzlebot.agent.probing import Interaction, Prober
 from puzzlebot.agent.rehearsal import Rehearsal, RehearsalConfig, Rehearser
 
@@ -58,6 +59,9 @@ class SolveConfig:
     goal_retries: int = 2  # pushes on a goal part that opened short of the goal
     goal_margin: float = 0.1  # the estimate must pass the goal by this fraction (a door read 1.18 rad stood at 1.10)
     replan_failures: int = 1  # failed opens of the plan's move in one state before a goal-directed open instead
+    planner: str = "robust"  # "robust": plans scored across lock graphs drawn from the beliefs (`planning`);
+    # "map": the most probable graph's shortest plan (the ablation)
+    plan_samples: int = 64  # lock graphs drawn for the robust planner
     learn: bool = True  # False: the nominal baseline, planning on the prior beliefs without ever updating them
     rehearse: bool = True  # rehearse pushing on a goal part that opened short, in the refitted model, first
     rehearsal: RehearsalConfig = field(default_factory=RehearsalConfig)
@@ -66,6 +70,10 @@ class SolveConfig:
         if self.max_attempts < 1 or self.max_robot_s <= 0:
             raise ValueError(f"SolveConfig: budgets must be positive (max_attempts={self.max_attempts}, "
                              f"max_robot_s={self.max_robot_s})")
+        if self.planner not in ("robust", "map"):
+            raise ValueError(f"SolveConfig.planner: {self.planner!r}; choose 'robust' or 'map'")
+        if self.plan_samples < 1:
+            raise ValueError(f"SolveConfig.plan_samples: {self.plan_samples} must be >= 1")
         if not 0.0 <= self.goal_margin < 0.5:
             raise ValueError(f"SolveConfig.goal_margin: {self.goal_margin} must be in [0, 0.5)")
 
@@ -213,9 +221,15 @@ def _next_move(target: str, beliefs: LockBeliefs, displaced: frozenset[str],
     open is left is the step an information-gain probe (`locks.next_probe`, weighted to the
     target).
     """
-    plan = plan_to_open(target, displaced, beliefs.map_graph(), cannot=frozenset(beliefs.cannot))
+    cannot = frozenset(beliefs.cannot)
+    if config.planner == "robust":
+        scored = robust_plan(target, displaced, beliefs, rng, config.plan_samples, cannot=cannot)
+        plan, described = (list(scored.moves), scored.describe()) if scored else (None, "")
+    else:
+        plan = plan_to_open(target, displaced, beliefs.map_graph(), cannot=cannot)
+        described = " -> ".join(f"{p.direction} {p.part}" for p in plan) if plan else ""
     if plan and failed_in_state.get((plan[0].part, displaced), 0) < config.replan_failures:
-        return plan[0], f"plan to open {target!r}: " + " -> ".join(f"{p.direction} {p.part}" for p in plan)
+        return plan[0], f"plan to open {target!r}: {described}"
     allowed = probes_allowed(beliefs, displaced)
     if not allowed:
         return None, ""
