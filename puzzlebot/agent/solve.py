@@ -113,6 +113,9 @@ def solve(prober: Prober, parts: list[str], goals: list[TaskGoal], config: Solve
     seen_in_state: dict[tuple[str, str, frozenset[str]], list[bool]] = {}  # outcomes of each probe in each state
     unattempted: dict[tuple[str, str], int] = {}
     retries = {g.part: 0 for g in goals}
+    opened_at: dict[str, int] = {}  # part -> how many attempts were made before it opened
+    doubted: set[str] = set()  # parts believed open that were tried again another way
+    reopens = 0  # re-opens that did not move the part (not lock evidence, but a move all the same)
     decide = 0.0
     reason = ""
     world_model = _WorldModel(prober, beliefs, arm.interactions, config)
@@ -123,7 +126,7 @@ def solve(prober: Prober, parts: list[str], goals: list[TaskGoal], config: Solve
         if not pending:
             reason = "every goal holds by the agent's estimate"
             break
-        if len(attempts) >= config.max_attempts:
+        if len(attempts) + reopens >= config.max_attempts:
             reason = f"attempt budget spent ({config.max_attempts})"
             break
         if io.state.t - t0 >= config.max_robot_s:
@@ -148,6 +151,26 @@ def solve(prober: Prober, parts: list[str], goals: list[TaskGoal], config: Solve
                                      "reached": reached, "surprise": rehearsed.surprise(reached)}
             steps.append(step)
             continue
+        doubt = None if random_moves else _doubted(goal.part, beliefs, displaced, seen_in_state, doubted)
+        if doubt is not None:  # every open failed here: is a part believed open really open?
+            doubted.add(doubt)
+            decide += time.perf_counter() - tic
+            moved = arm.reopen(doubt)
+            steps.append({"part": doubt, "direction": OPEN, "moved": moved,
+                          "why": f"every open failed here: {doubt!r} may not be open, tried another way"})
+            if not moved:
+                reopens += 1
+                continue
+            # it had not opened: what was tried since, with it believed open, was tried with it closed
+            since = opened_at[doubt]
+            attempts[since:] = [Attempt(a.part, a.displaced - {doubt}, a.moved, a.direction) for a in attempts[since:]]
+            attempts.append(Attempt(doubt, displaced - {doubt}, True, OPEN))
+            if config.learn:
+                beliefs.refit(attempts)
+            for table in (failed_in_state, seen_in_state):  # those states are not what they were believed to be
+                for key in [k for k in table if doubt in k[-1]]:
+                    del table[key]
+            continue
         if random_moves:
             allowed = probes_allowed(beliefs, displaced)
             probe, why = (RandomExplorer().choose(beliefs, displaced, rng), "random") if allowed else (None, "")
@@ -167,6 +190,8 @@ def solve(prober: Prober, parts: list[str], goals: list[TaskGoal], config: Solve
             step["surprise"] = -float(np.log(max(p_move if moved else 1.0 - p_move, 1e-9)))
         steps.append(step)
         if attempt is not None:
+            if attempt.moved and probe.direction == OPEN:
+                opened_at[probe.part] = len(attempts)
             attempts.append(attempt)
             seen_in_state.setdefault((probe.part, probe.direction, attempt.displaced), []).append(attempt.moved)
             if not attempt.moved and probe.direction == OPEN:
@@ -246,6 +271,26 @@ def _next_move(target: str, beliefs: LockBeliefs, displaced: frozenset[str],
         return probe, f"the plan is stuck: the open most likely to free {target!r}"
     probe = next_probe(beliefs, displaced, rng, chooser.horizon, chooser.discount, weights=relevance(beliefs, target))
     return probe, f"the plan is stuck: the most informative probe about opening {target!r}"
+
+
+def _doubted(target: str, beliefs: LockBeliefs, displaced: frozenset[str],
+             seen_in_state: dict[tuple[str, str, frozenset[str]], list[bool]], doubted: set[str]) -> str | None:
+    """A part believed open to try again another way, once every open left in this state
+    (the target's included) has failed here: the likeliest blocker of the target among the
+    open parts not yet doubted. An open is the arm's judgement (a press whose finger slid off
+    a knob's pin gave 10 mm beside it), and a part wrongly believed open is never tried again
+    otherwise: the loop cycles through the parts it keeps locked until the budget is spent."""
+    opens = [p.part for p in probes_allowed(beliefs, displaced) if p.direction == OPEN]
+    if target in displaced or target not in opens:
+        return None
+    if any(not seen_in_state.get((part, OPEN, displaced)) or any(seen_in_state[(part, OPEN, displaced)])
+           for part in opens):
+        return None  # something here is untried, or has moved here
+    candidates = sorted(displaced - doubted)
+    if not candidates:
+        return None
+    weight = relevance(beliefs, target)
+    return max(candidates, key=lambda part: weight[beliefs.index[part]])
 
 
 def _repeats(outcomes: list[bool]) -> int:

@@ -98,3 +98,29 @@ def test_a_door_marker_turn_is_read_about_the_fitted_axis_only():
     assert _turn_about(q0, q1, np.array([0.0, 0.0, 1.0])) == pytest.approx(1.1)
     assert _turn_about(q0, q1, np.array([1.0, 0.0, 0.0])) == pytest.approx(0.0, abs=1e-9)
     assert _turn_about(q1, q0, np.array([0.0, 0.0, 1.0])) == pytest.approx(1.1)  # the angle, either way
+
+
+def test_a_part_believed_open_is_doubted_only_once_every_open_left_has_failed():
+    from puzzlebot.agent.solve import _doubted
+
+    parts = ["drawer", "bolt", "knob", "button"]
+    beliefs = LockBeliefs(parts, slip=0.05, size_prior={"drawer": 1.0, "bolt": 0.3, "knob": 0.3, "button": 0.3})
+    opened = frozenset({"knob", "button"})  # the knob's "open" was a finger sliding off its pin
+    history = [Attempt("knob", frozenset(), True, OPEN), Attempt("button", frozenset({"knob"}), True, OPEN),
+               Attempt("drawer", opened, False, OPEN)]
+    beliefs.update_all(history)
+    seen = {("drawer", OPEN, opened): [False]}
+    assert _doubted("drawer", beliefs, opened, seen, set()) is None  # the bolt is still untried here
+    seen[("bolt", OPEN, opened)] = [False]
+    beliefs.update(Attempt("bolt", opened, False, OPEN))
+    doubt = _doubted("drawer", beliefs, opened, seen, set())
+    assert doubt in opened
+    assert _doubted("drawer", beliefs, opened, seen, {"knob", "button"}) is None  # each is doubted once
+    # re-read: the knob was closed all along; the beliefs are rebuilt from the corrected attempts
+    corrected = history[:1] + [Attempt(a.part, a.displaced - {"knob"}, a.moved, a.direction) for a in history[1:]]
+    before = beliefs.probability_blocks("knob", "bolt")
+    beliefs.refit(corrected + [Attempt("bolt", opened - {"knob"}, False, OPEN)])
+    fresh = LockBeliefs(parts, slip=0.05, size_prior={"drawer": 1.0, "bolt": 0.3, "knob": 0.3, "button": 0.3})
+    fresh.update_all(corrected + [Attempt("bolt", opened - {"knob"}, False, OPEN)])
+    assert beliefs.probability_blocks("knob", "bolt") == pytest.approx(fresh.probability_blocks("knob", "bolt"))
+    assert beliefs.probability_blocks("knob", "bolt") > before  # the bolt failed with the knob closed
