@@ -63,3 +63,20 @@ def test_a_part_no_probe_opened_is_fixed_whatever_its_track() -> None:
         track.quaternions.append(np.array([np.cos(angle / 2), np.sin(angle / 2), 0.0, 0.0]))
     failed = Interaction("bolt", "push", "open", moved=False)
     assert part_articulation("bolt", [failed], track, np.eye(4)).kind == "fixed"
+
+
+def test_a_pressed_buttons_short_stroke_is_a_slide_along_the_press() -> None:
+    """A fingertip pressing a cap 8 mm in, with the emulated arm's sensor noise (0.5 mm): a slide along the
+    press, not a still part (at a grasp's 2 mm of play, the stroke scored "fixed")."""
+    rng = np.random.default_rng(1)
+    press = np.array([0.6, 0.0, -0.8])
+    stroke = np.concatenate([np.linspace(0.0, 0.008, 40), np.full(20, 0.008)])  # in, then held at the stop
+    points = np.array([0.3, 0.1, 0.2]) + stroke[:, None] * press + rng.normal(0, 0.0005, (60, 3))
+    pressed = Interaction("button", "push", "open", moved=True, contact="press")
+    for k, point in enumerate(points):
+        pressed.times.append(0.02 * k)
+        pressed.tcp_positions.append(point)
+    articulation = part_articulation("button", [pressed], PartTrack("button", 4), np.eye(4))
+    assert articulation.kind == "prismatic"
+    assert np.degrees(np.arccos(abs(articulation.axis @ press))) < 3.0
+    assert articulation.observed_range[1] - articulation.observed_range[0] == pytest.approx(0.008, abs=0.003)
