@@ -32,6 +32,7 @@ from puzzlebot.agent.locks import (
     simulate_exploration,
 )
 from puzzlebot.agent.model_building import part_articulation, track_pose
+from puzzlebot.agent.part_state import slid_back
 from puzzlebot.agent.probing import Interaction, Prober
 from puzzlebot.sim.mechanisms import rotation
 
@@ -80,6 +81,9 @@ class Exploration:
         return self.result.probes
 
 
+MAX_RESTORES = 2  # pushes of one part that slid back, before the beliefs are left to cope
+
+
 class ArmMoves:
     """The world's answer to a probe, found by probing with the arm (a `locks.MoveOutcome`)."""
 
@@ -90,8 +94,11 @@ class ArmMoves:
         self.interactions: list[Interaction] = []
         self.opened_along: dict[str, np.ndarray] = {}  # last direction that opened each part
         self.gave_along: dict[str, np.ndarray] = {}  # direction each part last gave to (open or test)
+        self.restored: dict[str, int] = {}  # parts pushed open again after they slid back (times)
+        self.restores: list[tuple[str, bool | None]] = []  # each: the part, and whether it moved
 
     def __call__(self, part: str, direction: str, displaced: frozenset[str]) -> bool | None:
+        self.restore(displaced - {part})
         if direction == CLOSE:
             hint, handle = self._along_joint(part, -1.0)
         elif direction == OPEN and part in displaced:
@@ -116,6 +123,21 @@ class ArmMoves:
         if self.on_probe is not None:
             self.on_probe(interaction)
         return interaction.moved
+
+    def restore(self, displaced: frozenset[str]) -> None:
+        """Push open again every part believed open that the cameras see has slid back (knocked
+        by another part's probe), so the puzzle is in the state the beliefs say it is in before
+        the next probe; at most `MAX_RESTORES` times per part."""
+        for part in sorted(displaced):
+            if self.restored.get(part, 0) >= MAX_RESTORES or not slid_back(self.prober, self.interactions, part):
+                continue
+            self.restored[part] = self.restored.get(part, 0) + 1
+            interaction = self.prober.probe(part, OPEN, hint=self._along_joint(part, 1.0)[0])
+            self.restores.append((part, interaction.moved if interaction.attempted else None))
+            if interaction.attempted:
+                self.interactions.append(interaction)
+                if self.on_probe is not None:
+                    self.on_probe(interaction)
 
     def reopen(self, part: str) -> bool | None:
         """Open a part believed open another way than the one that moved it: a press that

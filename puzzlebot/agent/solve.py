@@ -45,7 +45,8 @@ from puzzlebot.agent.locks import (
     probes_allowed,
     relevance,
 )
-from puzzlebot.agent.model_building import fit_model, part_articulation
+from puzzlebot.agent.model_building import fit_model
+from puzzlebot.agent.part_state import opening
 from puzzlebot.agent.planning import robust_plan
 from puzzlebot.agent.probing import Interaction, Prober
 from puzzlebot.agent.rehearsal import Rehearsal, RehearsalConfig, Rehearser
@@ -115,11 +116,17 @@ def solve(prober: Prober, parts: list[str], goals: list[TaskGoal], config: Solve
     retries = {g.part: 0 for g in goals}
     opened_at: dict[str, int] = {}  # part -> how many attempts were made before it opened
     doubted: set[str] = set()  # parts believed open that were tried again another way
-    reopens = 0  # re-opens that did not move the part (not lock evidence, but a move all the same)
+    reopens = 0  # moves that are not lock evidence: re-opens that did not move, restores of knocked parts
+    restores_logged: list[str] = []
     decide = 0.0
     reason = ""
     world_model = _WorldModel(prober, beliefs, arm.interactions, config)
     while True:
+        for part, moved in arm.restores[len(restores_logged):]:  # the arm pushed a knocked-back part open again
+            restores_logged.append(part)
+            reopens += 1
+            steps.append({"part": part, "direction": OPEN, "moved": moved,
+                          "why": f"{part!r} was seen to have slid back: pushed open again before the next move"})
         tic = time.perf_counter()
         openings = {g.part: opening(prober, arm.interactions, g.part) for g in goals}
         pending = [g for g in goals if not g.holds(openings[g.part], config.goal_margin)]
@@ -296,37 +303,3 @@ def _doubted(target: str, beliefs: LockBeliefs, displaced: frozenset[str],
 def _repeats(outcomes: list[bool]) -> int:
     """How many times a probe was made in one state with the same outcome (0 if the outcomes disagree)."""
     return len(outcomes) if len(set(outcomes)) == 1 else 0
-
-
-def opening(prober: Prober, interactions: list[Interaction], part: str) -> float:
-    """How far `part` is open by the agent's estimate (m or rad from its start; 0 if never opened).
-
-    The joint is fitted to the hand's path; where the part stands now is read from its marker
-    once the hand is away (the turn of a door's marker about the fitted axis, a drawer's
-    marker's travel along it), since a hand that slid along a door face went on round the arc
-    without it (1.95 rad believed, 1.10 true). Without a fresh view, the hand's path says.
-    """
-    io = prober.io
-    if io.T_world_base is None:
-        return 0.0
-    track = io.tracker.tracks[part]
-    articulation = part_articulation(part, interactions, track, io.T_world_base)
-    if articulation.kind == "fixed" or len(articulation.coordinates) < 2:
-        return 0.0
-    by_hand = float(abs(articulation.coordinates[-1] - articulation.coordinates[0]))
-    ended = max((i.times[-1] for i in interactions if i.part == part and i.times), default=None)
-    if ended is None or not track.times or track.times[-1] <= ended or len(track.times) < 2:
-        return by_hand
-    if articulation.kind == "prismatic":
-        return float(abs((track.positions[-1] - track.positions[0]) @ articulation.axis))
-    return _turn_about(track.quaternions[0], track.quaternions[-1], articulation.axis)
-
-
-def _turn_about(q_from: np.ndarray, q_to: np.ndarray, axis: np.ndarray) -> float:
-    """Angle (rad, >= 0) of the rotation from `q_from` to `q_to` (wxyz, same frame) about `axis`."""
-    w1, v1 = q_from[0], np.asarray(q_from[1:])
-    w2, v2 = q_to[0], np.asarray(q_to[1:])
-    # relative rotation q_to * conj(q_from), swung-twist: its twist about the axis
-    w = w2 * w1 + v2 @ v1
-    v = -w2 * v1 + w1 * v2 - np.cross(v2, v1)
-    return float(abs(2.0 * np.arctan2(v @ axis, w)))

@@ -89,7 +89,7 @@ def test_a_depth_two_lockbox_is_solved_on_the_emulator_from_camera_images(tmp_pa
 def test_a_door_marker_turn_is_read_about_the_fitted_axis_only():
     from scipy.spatial.transform import Rotation
 
-    from puzzlebot.agent.solve import _turn_about
+    from puzzlebot.agent.part_state import _turn_about
 
     rest = Rotation.from_euler("xyz", [0.2, -0.1, 0.3])  # a marker on a door face, tilted in the base frame
     swung = Rotation.from_rotvec([0.0, 0.0, 1.1]) * rest  # the door turned 1.1 rad about a vertical hinge
@@ -124,3 +124,36 @@ def test_a_part_believed_open_is_doubted_only_once_every_open_left_has_failed():
     fresh.update_all(corrected + [Attempt("bolt", opened - {"knob"}, False, OPEN)])
     assert beliefs.probability_blocks("knob", "bolt") == pytest.approx(fresh.probability_blocks("knob", "bolt"))
     assert beliefs.probability_blocks("knob", "bolt") > before  # the bolt failed with the knob closed
+
+
+def test_a_bolt_knocked_back_by_another_probe_is_seen_to_have_slid_back():
+    from types import SimpleNamespace
+
+    from puzzlebot.agent.part_state import slid_back
+    from puzzlebot.agent.perception.tracker import PartTrack
+    from puzzlebot.agent.probing import Interaction
+
+    rng = np.random.default_rng(0)
+    track = PartTrack("bolt", 5)
+    # pushed 40 mm along x (t 0-2 s), then seen at rest at 40 mm, then at 27 mm after the door's tug (t 6 s)
+    travel = np.concatenate([np.linspace(0.0, 0.04, 40), np.full(20, 0.04)])
+    for k, x in enumerate(travel):
+        track.times.append(0.05 * k)
+        track.positions.append(np.array([x, 0.0, 0.0]) + rng.normal(0, 0.001, 3))
+        track.quaternions.append(np.array([1.0, 0.0, 0.0, 0.0]))
+    pushed = Interaction("bolt", "push", "open", moved=True, contact="side", times=[0.0, 2.0],
+                         tcp_positions=[np.zeros(3), np.array([0.04, 0.0, 0.0])])  # a side push: the marker says
+    door = Interaction("door", "grasp", "test", moved=True, contact="grasp", times=[4.0, 5.0])
+    io = SimpleNamespace(T_world_base=np.eye(4), tracker=SimpleNamespace(tracks={"bolt": track}))
+    prober = SimpleNamespace(io=io)
+    assert not slid_back(prober, [pushed, door], "bolt")  # not seen since the door's probe
+    for k, x in enumerate([0.04, 0.041, 0.039, 0.04, 0.04]):  # parked, the cameras see it where it was left
+        track.times.append(6.0 + 0.1 * k)
+        track.positions.append(np.array([x, 0.0, 0.0]))
+        track.quaternions.append(np.array([1.0, 0.0, 0.0, 0.0]))
+    assert not slid_back(prober, [pushed, door], "bolt")
+    track.positions[-5:] = [np.array([x, 0.0, 0.0]) for x in (0.027, 0.026, 0.07, 0.027, 0.028)]  # one flipped pose
+    assert slid_back(prober, [pushed, door], "bolt")  # 13 mm back of 40
+    pressed = Interaction("bolt", "push", "open", moved=True, contact="press", times=[0.0, 2.0],
+                          tcp_positions=pushed.tcp_positions)
+    assert not slid_back(prober, [pressed, door], "bolt")  # a cap's depth is the cameras' noisiest axis

@@ -29,6 +29,7 @@ import numpy as np
 from puzzlebot.agent.affordances import TaskGoal
 from puzzlebot.agent.explorer import ArmMoves
 from puzzlebot.agent.locks import OPEN, TEST, Attempt, LockBeliefs, Probe, apply_outcome, graph_moves
+from puzzlebot.agent.part_state import opening
 from puzzlebot.agent.probing import Prober
 
 DIRECTIONS = (OPEN, TEST)
@@ -79,8 +80,6 @@ class ProberWorld:
 
     def __init__(self, prober: Prober, parts: list[str], goals: list[TaskGoal], margin: float,
                  cannot: set[tuple[str, str]]):
-        from puzzlebot.agent.solve import opening  # the solve loop's estimate (solve imports this package's users)
-
         self._opening = opening
         self.prober, self.parts, self.goals, self.margin = prober, list(parts), list(goals), margin
         self.goal_parts = [g.part for g in goals]
