@@ -68,10 +68,26 @@ def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {platform.system()}"
 
 
+def code_version() -> str:
+    """The commit the benchmark ran from (with "+changes" if the tree differed), for the record."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
+                                check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "../puzzlebot", "*.py"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+    return commit + ("+changes" if dirty else "")
+
+
 def write_results(folder: Path, name: str, summary: dict[str, Any], meta: dict[str, Any], rows: list[dict[str, Any]],
                   markdown: str, plot: Callable[[Path], None]) -> None:
     """`name`.json (summary, meta and every row), .md and .png in `folder`; the summary is printed."""
     folder.mkdir(parents=True, exist_ok=True)
+    meta = {**meta, "code": code_version()}
     (folder / f"{name}.json").write_text(json.dumps({**summary, "meta": meta, "runs": rows}, indent=1))
     (folder / f"{name}.md").write_text(markdown)
     plot(folder / f"{name}.png")
