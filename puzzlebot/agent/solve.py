@@ -1,15 +1,19 @@
 """The solve loop: open the goal part, learning the locks only as far as the goal needs.
 
-Each step plans with the most probable lock graph (`explorer.plan_to_open`) and makes the
-plan's first move with the arm; the outcome updates the lock beliefs, and the next step
-replans from them, so a surprise (a part that stays put) changes the plan at once. When the
-plan keeps failing in the same state, or no plan exists, the step is an information-gain
-probe instead (`locks.next_probe`). The goal is judged by the agent's own estimate of how far
-the goal part is open (its fitted joint coordinate); a goal part that opened short of the
-goal is pushed on again. With `explorer.strategy="random"` (the baseline) every move is
-drawn uniformly from the feasible ones, with the same skills and stopping rule. The world's
-verdict (the emulator's final state, or a person at the arm) is the runner's to read, never
-this loop's.
+Each step plans on the lock beliefs and makes the plan's first move with the arm; the outcome
+updates the beliefs, and the next step replans from them, so a surprise (a part that stays
+put) changes the plan at once. Plans are searched and scored under lock graphs drawn from the
+beliefs (`planning.robust_plan`; `planner="map"` takes the most probable graph's shortest plan
+instead). When the plan's move has failed in this very state, or no plan exists, the loop
+opens the part most likely both to move and to free the goal; when every open left has
+failed here, a part believed open is tried again another way (its open was the arm's
+judgement), and the beliefs are refitted if it was not open. The arm itself pushes open again
+any part the cameras see slid back (`explorer.ArmMoves.restore`). The goal is judged by the
+agent's own estimate of how far the goal part is open (`part_state.opening`); a goal part that
+opened short of the goal is pushed on again. With `explorer.strategy="random"` (the baseline)
+every move is drawn uniformly from the feasible ones, with the same skills and stopping rule.
+The world's verdict (the emulator's final state, or a person at the arm) is the runner's to
+read, never this loop's.
 
 Every step logs what the agent expected: the lock beliefs' probability that the move works
 and the surprise of what happened (-log of the probability of the outcome). A goal part that
@@ -18,9 +22,9 @@ probes so far and the push is rolled out under posterior draws (`agent.rehearsal
 rehearsal's odds and the real outcome are logged side by side. With `learn=False` (the
 nominal baseline) the loop plans on its prior beliefs throughout and never refits.
 
-Not built yet (issue 5): searching over move sequences by rehearsal (rehearsal scores single
-moves of parts that have a fitted joint; parts never moved are planned as probes by the lock
-beliefs) and sampling-based MPC skills; the skills here are the prober's compliant probes.
+Not built yet (issue 5): rehearsal inside the plan search (it scores the goal's push only;
+the plan search scores lock outcomes) and sampling-based MPC skills; the skills here are the
+prober's compliant probes.
 """
 
 from __future__ import annotations
