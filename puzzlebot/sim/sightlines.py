@@ -15,8 +15,10 @@ before the default cameras) and rays are cast with `mujoco.mj_ray`:
   every other part's marker with each non-goal part open (a bolt slid down laid its marker
   plate over a corner of the marker below it, whose pose then came out 35 degrees off);
 - a handle is *blocked* when a ray in its approach corridor (the fingers' width, 12 cm out)
-  hits another part, with every part closed and with each non-goal part open in turn (a goal
-  part open means the puzzle is solved: nothing needs reaching after it);
+  hits another part, or when another part's solid stands flush with the handle's face (within
+  `FACE_DEPTH` past it: a bolt slid to the end of its slot brought its rod into a button's
+  face, and the finger pressed the rod), with every part closed and with each non-goal part
+  open in turn (a goal part open means the puzzle is solved: nothing needs reaching after it);
 - a handle pushed sideways (a bolt's knob, a lever, a knob's pin: its opening motion runs
   across its approach) has *no room to push* when a ray in the corridor behind it (where the
   closed fingers go, `PUSH_ROOM` deep against its motion) hits another part, in the same poses:
@@ -45,6 +47,7 @@ CORRIDOR_LENGTH = 0.12  # m in front of a handle the hand travels through
 CORRIDOR_HALF_WIDTH = 0.02  # m either side of the handle's centre line: the fingers' pads
 PUSH_ROOM = 0.024  # m behind a pushed handle, against its motion: the closed fingers' thickness
 PUSH_HALF_WIDTH = 0.01  # m either side of the push line the fingers cover
+FACE_DEPTH = 0.005  # m past the handle's face the corridor goes on: a geom flush with the face is in the way
 _GRID = np.linspace(-1.0, 1.0, 5)
 
 
@@ -214,11 +217,20 @@ def _corridor_hit(model: mujoco.MjModel, data: mujoco.MjData, name: str, approac
     side /= np.linalg.norm(side)
     up = np.cross(side, a)
     handle = data.site_xpos[site]
+    base = model.body("base").id
     for u in _GRID:
         for v in _GRID:
             start = handle - a * CORRIDOR_LENGTH + (side * u + up * v) * CORRIDOR_HALF_WIDTH
             hit = _ray(model, data, start, a, CORRIDOR_LENGTH, exclude_body=body)
             if hit is not None:
+                return model.geom(hit).name or f"geom {hit}"
+            # a few millimetres on, past the face: another part's solid flush with it (a bolt slid
+            # to the end of its slot stood with its rod in a button's face, and the finger pressed
+            # the rod). Marker plates and lock tabs never touch the hand, and the base's panel
+            # behind a handle is where a press ends anyway.
+            hit = _ray(model, data, start + a * (CORRIDOR_LENGTH - 1e-3), a, FACE_DEPTH + 1e-3, exclude_body=body)
+            if hit is not None and model.geom_bodyid[hit] != base and (model.geom_contype[hit]
+                                                                       or model.geom_conaffinity[hit]):
                 return model.geom(hit).name or f"geom {hit}"
     return None
 
