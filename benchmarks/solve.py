@@ -17,7 +17,8 @@ agent spent deciding and fitting (the oracle's is its wall time).
 
 Rehearsal throughput: on each puzzle's fitted model (after puzzlebot's solve), the goal part's
 push rehearsed under 16 posterior draws through `agent.rehearsal`, against raw
-`mujoco.rollout` on the same models and inputs, in the same process.
+`mujoco.rollout` on the same models and inputs, in the same process; and likewise one replan
+of the MPC that paces moves with a target (`agent.mpc`: 26 profiles x 8 draws x 0.8 s).
 
 Writes benchmarks/results/solve.json, .md and .png (`--quick`: solve_quick.*, one depth-1
 lockbox, under a minute).
@@ -41,6 +42,7 @@ from held_out import held_out_puzzles, machine, parse_depths, run_episodes, writ
 from puzzlebot.agent.affordances import marker_sheet, task_goals
 from puzzlebot.agent.agents import solve_setup
 from puzzlebot.agent.fitted_model import FittedModel
+from puzzlebot.agent.mpc import OpeningMPC
 from puzzlebot.agent.rehearsal import RehearsalConfig, Rehearser
 from puzzlebot.agent.session import SessionConfig, run_solve
 from puzzlebot.agent.solve import SolveConfig
@@ -70,7 +72,8 @@ def run_agent(spec, depth: int, agent: str, seed: int, budget: SolveConfig, runs
     row = {**row, "solved": result.solved, "believed_solved": outcome.believed_solved,
            "attempts": len(outcome.attempts), "robot_time_s": outcome.robot_time_s,
            "compute_s": outcome.decide_s + result.fit_s, "wall_s": result.wall_s, "reason": outcome.reason,
-           "mean_surprise_nats": float(np.mean(surprises)) if surprises else None}
+           "mean_surprise_nats": float(np.mean(surprises)) if surprises else None,
+           "mpc_paced_moves": len(outcome.mpc), "mpc_compute_s": float(sum(p["compute_s"] for p in outcome.mpc))}
     if agent == "puzzlebot":
         row["fitted_model"] = str(runs / spec.name / agent)  # its rehearsal throughput is measured after the runs
     return row
@@ -85,7 +88,10 @@ def rehearsal_throughput(folder: str, goal: str) -> dict[str, float] | None:
         return None
     part = goal if goal in rehearser.parts else rehearser.parts[0]
     lo, hi = model.part(part).articulation.observed_range
-    return rehearser.throughput(part, 0.0, 0.8 * max(hi, -lo), repeats=10)
+    out = rehearser.throughput(part, 0.0, 0.8 * max(hi, -lo), repeats=10)
+    with OpeningMPC(rehearser, part, 0.8 * max(hi, -lo), pushing=False) as mpc:  # one replan of the MPC
+        out["mpc"] = mpc.throughput(0.0, 0.0, repeats=10)
+    return out
 
 
 def summarize(rows: list[dict[str, Any]], depths: list[int]) -> dict[str, Any]:
@@ -110,8 +116,13 @@ def summarize(rows: list[dict[str, Any]], depths: list[int]) -> dict[str, Any]:
     out["puzzlebot"]["rollout_throughput_ratio"] = ratio
     out["puzzlebot"]["rehearsal_steps_per_s_median"] = (float(np.median([m["rehearsal_steps_per_s"] for m in measured]))
                                                         if measured else None)
+    mpc = [m["mpc"] for m in measured if "mpc" in m]
+    out["puzzlebot"]["mpc_throughput_ratio"] = float(np.median([m["ratio"] for m in mpc])) if mpc else None
+    out["puzzlebot"]["mpc_replan_s_median"] = float(np.median([m["replan_s"] for m in mpc])) if mpc else None
     out["puzzlebot"]["rollout_throughput_note"] = (
-        f"rehearsal at {ratio:.0%} of raw mujoco.rollout ({len(measured)} fitted models)" if measured
+        f"rehearsal at {ratio:.0%} of raw mujoco.rollout ({len(measured)} fitted models)"
+        + (f"; an MPC replan at {out['puzzlebot']['mpc_throughput_ratio']:.0%} of it, "
+           f"{1000 * out['puzzlebot']['mpc_replan_s_median']:.0f} ms" if mpc else "") if measured
         else "not measured: no fitted joint to rehearse")
     return out
 

@@ -32,8 +32,8 @@ from puzzlebot.agent.locks import (
     simulate_exploration,
 )
 from puzzlebot.agent.model_building import part_articulation, track_pose
-from puzzlebot.agent.part_state import slid_back
-from puzzlebot.agent.probing import Interaction, Prober
+from puzzlebot.agent.part_state import furthest_opening, opening, slid_back
+from puzzlebot.agent.probing import Interaction, Pace, Prober
 from puzzlebot.sim.mechanisms import rotation
 
 STRATEGIES = ("active", "random")
@@ -96,9 +96,16 @@ class ArmMoves:
         self.gave_along: dict[str, np.ndarray] = {}  # direction each part last gave to (open or test)
         self.restored: dict[str, int] = {}  # parts pushed open again after they slid back (times)
         self.restores: list[tuple[str, bool | None]] = []  # each: the part, and whether it moved
+        self.pacer: Callable[[str, float, float], Pace | None] | None = None
+        """Paces a move that has a target (part, opening now, target): the solve loop's MPC in the
+        fitted model. Without one (exploring, or no joint fitted) the arm opens a part until it stops."""
 
-    def __call__(self, part: str, direction: str, displaced: frozenset[str]) -> bool | None:
+    def __call__(self, part: str, direction: str, displaced: frozenset[str],
+                 target: float | None = None, pace: Pace | None = None) -> bool | None:
+        """Make the move. `target`: an opening to bring an open part on to, and stop at (paced by
+        `pacer`); `pace`: how to follow the part once it gives, whatever the move (overrides both)."""
         self.restore(displaced - {part})
+        paced = pace
         if direction == CLOSE:
             hint, handle = self._along_joint(part, -1.0)
         elif direction == OPEN and part in displaced:
@@ -106,9 +113,10 @@ class ArmMoves:
             # swung 1.2 rad is not pulled on the way it first gave, which swings it back), at the
             # handle the cameras see
             hint, handle = self._along_joint(part, 1.0)[0], None
+            paced = pace or self._pace(part, target)
         else:
             hint, handle = self.gave_along.get(part), None
-        interaction = self.prober.probe(part, direction, hint=hint, handle=handle)
+        interaction = self.prober.probe(part, direction, hint=hint, handle=handle, pace=paced)
         if not interaction.attempted:
             return None
         self.interactions.append(interaction)
@@ -132,12 +140,20 @@ class ArmMoves:
             if self.restored.get(part, 0) >= MAX_RESTORES or not slid_back(self.prober, self.interactions, part):
                 continue
             self.restored[part] = self.restored.get(part, 0) + 1
-            interaction = self.prober.probe(part, OPEN, hint=self._along_joint(part, 1.0)[0])
+            # back to where it was when it freed what it freed, not on to its end (a bolt slid to
+            # the end of its slot can bring its rod in front of the part it had freed)
+            pace = self._pace(part, furthest_opening(self.prober, self.interactions, part))
+            interaction = self.prober.probe(part, OPEN, hint=self._along_joint(part, 1.0)[0], pace=pace)
             self.restores.append((part, interaction.moved if interaction.attempted else None))
             if interaction.attempted:
                 self.interactions.append(interaction)
                 if self.on_probe is not None:
                     self.on_probe(interaction)
+
+    def _pace(self, part: str, target: float | None) -> Pace | None:
+        if self.pacer is None or target is None:
+            return None
+        return self.pacer(part, opening(self.prober, self.interactions, part), target)
 
     def reopen(self, part: str) -> bool | None:
         """Open a part believed open another way than the one that moved it: a press that

@@ -57,16 +57,40 @@ def slid_back(prober: Prober, interactions: list[Interaction], part: str) -> boo
     articulation = part_articulation(part, interactions, track, io.T_world_base)
     if articulation.kind == "fixed":
         return False
-    _, positions, quaternions = track.arrays()
-    if articulation.kind == "prismatic":
-        seen = np.abs((positions - positions[0]) @ articulation.axis)
-    else:
-        seen = np.array([_turn_about(quaternions[0], q, articulation.axis) for q in quaternions])
-    window = np.lib.stride_tricks.sliding_window_view(seen, SLID_BACK_WINDOW)
-    furthest = float(np.max(np.median(window, axis=1)))
+    seen = _seen_openings(track, articulation)
     fresh = seen[np.asarray(track.times) > last_probe]
     now = float(np.median(fresh[-SLID_BACK_WINDOW:]))
+    furthest = _furthest(seen)
     return now < furthest - max(SLID_BACK_NOISE[articulation.kind], SLID_BACK * furthest)
+
+
+def furthest_opening(prober: Prober, interactions: list[Interaction], part: str) -> float | None:
+    """The furthest the cameras have seen `part` open (m or rad; a running median over
+    `SLID_BACK_WINDOW` sightings): where a knocked-back part is put back to. None if it has no
+    fitted joint or too few sightings."""
+    io = prober.io
+    if io.T_world_base is None:
+        return None
+    track = io.tracker.tracks[part]
+    if len(track.times) < SLID_BACK_WINDOW:
+        return None
+    articulation = part_articulation(part, interactions, track, io.T_world_base)
+    if articulation.kind == "fixed":
+        return None
+    return _furthest(_seen_openings(track, articulation))
+
+
+def _seen_openings(track, articulation) -> np.ndarray:
+    """The part's opening at each sighting of its marker, along (or about) the fitted axis."""
+    _, positions, quaternions = track.arrays()
+    if articulation.kind == "prismatic":
+        return np.abs((positions - positions[0]) @ articulation.axis)
+    return np.array([_turn_about(quaternions[0], q, articulation.axis) for q in quaternions])
+
+
+def _furthest(seen: np.ndarray) -> float:
+    window = np.lib.stride_tricks.sliding_window_view(seen, SLID_BACK_WINDOW)
+    return float(np.max(np.median(window, axis=1)))
 
 
 SLID_BACK = 0.25  # of a part's furthest opening

@@ -21,6 +21,7 @@ cameras' line of sight). Everything the probe saw and sent is kept as an
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import mujoco
@@ -113,6 +114,11 @@ class Interaction:
         self.wrenches.append(np.zeros(6) if state.wrench is None else np.asarray(state.wrench, dtype=float).copy())
 
 
+Pace = Callable[[float, float], "float | None"]
+"""A follow's speed, from outside: robot time and the handle's travel so far (m) in, the hand's
+speed (m/s) out, or None once the part is where it should be (`agent.mpc.MPCPace`)."""
+
+
 class Prober:
     """Opens (or closes) one part by trial and compliance; see the module docstring."""
 
@@ -192,7 +198,7 @@ class Prober:
     # ------------------------------------------------------------------ probes
     def probe(self, part: str, direction: str = "open", hint: np.ndarray | None = None,
               handle: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None,
-              avoid: np.ndarray | None = None) -> Interaction:
+              avoid: np.ndarray | None = None, pace: Pace | None = None) -> Interaction:
         """Try to move `part` away from (open) or back to (close) where it started, or test it.
 
         A test ("test") finds out whether the part gives without moving it far: a grasped part
@@ -208,6 +214,9 @@ class Prober:
             handle: the handle's point, approach and grip axis (world) if the caller knows them
                 better than the cameras (from the fitted joint); the tracked marker otherwise.
             avoid: a direction (world) not to try: one that moved the part without opening it.
+            pace: the follow's speed once the part gives, and when to stop (a target opening,
+                e.g. the MPC's); without one the follow alternates two speeds until the part stops.
+                A paced open that ended at its target counts as moved, however short the travel.
         """
         aff = self.io.sheet.affordances[part]
         if not self.io.seen_since(part, self.io.state.t - self.config.view_s):
@@ -231,9 +240,9 @@ class Prober:
             return record
         test = direction == "test"
         if aff.mode == "grasp":
-            self._grasp_probe(part, aff, handle, approach, grip_axis, candidates, record, test)
+            self._grasp_probe(part, aff, handle, approach, grip_axis, candidates, record, test, pace)
         else:
-            self._push_probe(part, aff, handle, approach, candidates, record, test)
+            self._push_probe(part, aff, handle, approach, candidates, record, test, pace)
         record.attempted = record.attempted and record.engaged  # re-judged by the cameras below
         if self._view_parked(part):  # the cameras have the last word once the hand is away
             end, _, _ = self.io.handle_world(part)
@@ -241,7 +250,7 @@ class Prober:
             seen = _travel(end - handle, approach, record.contact)
             if not test and record.contact != "press":
                 record.travel = seen
-                record.moved = seen >= self.config.opened_threshold
+                record.moved = seen >= self.config.opened_threshold or _paced_to_target(pace, record)
             record.attempted = record.attempted or seen >= self.config.moved_threshold  # slid without a felt push
         return record
 
@@ -284,7 +293,7 @@ class Prober:
 
     def _grasp_probe(self, part: str, aff: Affordance, handle: np.ndarray, approach: np.ndarray,
                      grip_axis: np.ndarray, candidates: list[np.ndarray], record: Interaction,
-                     test: bool = False) -> None:
+                     test: bool = False, pace: Pace | None = None) -> None:
         cfg = self.config
         # Where the cameras put the bar first, then a margin to either side across it (a lid's
         # marker seen from above is a centimetre off in depth).
@@ -311,7 +320,7 @@ class Prober:
                 self.move_to(start, held_quat, cfg.tug_speed)
                 break
             if gave:
-                self._comply(d, cfg.max_travel, cfg.follow_speed, held, record=record, start=start)
+                self._comply(d, cfg.max_travel, cfg.follow_speed, held, record=record, start=start, follow=pace)
                 record.moved, record.contact = True, "grasp"
                 record.travel = float(np.linalg.norm(self.io.state.tcp_position - start))
                 mat = np.zeros(9)
@@ -375,8 +384,9 @@ class Prober:
         return float(np.clip(1.0 - gap / hand.opening, hand.preshape, 1.0))
 
     def _comply(self, d: np.ndarray, distance: float, speed: float, held: float, record: Interaction | None,
-                start: np.ndarray | None = None, tug: bool = False) -> bool:
-        """Move the grasping hand along `d`, yielding to force across it; True if it travelled `distance`.
+                start: np.ndarray | None = None, tug: bool = False, follow: Pace | None = None) -> bool:
+        """Move the grasping hand along `d`, yielding to force across it; True if it travelled `distance`
+        (or `follow` said it is done).
 
         The direction of travel follows the hand's measured motion, so a curved path is traced.
         """
@@ -394,8 +404,17 @@ class Prober:
             wrench = np.zeros(6) if state.wrench is None else np.asarray(state.wrench, dtype=float)
             force, torque = wrench[:3], wrench[3:]
             across = force - (force @ tangent) * tangent
-            pace = speed if tug else cfg.speed_steps(
-                float(np.linalg.norm(state.tcp_position - origin)))
+            travelled = float(np.linalg.norm(state.tcp_position - origin))
+            if tug:
+                pace = speed
+            elif follow is not None:
+                paced = follow(state.t, travelled)
+                if paced is None:  # there: hold it where it is
+                    self.cmd_pos = state.tcp_position.copy()
+                    return True
+                pace = paced
+            else:
+                pace = cfg.speed_steps(travelled)
             self.cmd_pos = self.cmd_pos + tangent * pace * self.period + cfg.admittance * across * self.period
             # turn with the torque: the handle's rotation is the part's
             rot = cfg.rotational_admittance * torque * self.period
@@ -425,7 +444,8 @@ class Prober:
         return False
 
     def _push_probe(self, part: str, aff: Affordance, handle: np.ndarray, approach: np.ndarray,
-                    candidates: list[np.ndarray], record: Interaction, test: bool = False) -> None:
+                    candidates: list[np.ndarray], record: Interaction, test: bool = False,
+                    pace: Pace | None = None) -> None:
         cfg = self.config
         for d in candidates:
             record.tried.append(d)
@@ -450,7 +470,8 @@ class Prober:
                 limit = cfg.test_press if press else cfg.test_push
             else:  # a button's whole travel is 12 mm: a press that gave half of it went in
                 limit = cfg.moved_threshold if press else cfg.opened_threshold
-            pushed = self._servo_push(part, aff, d, record, give_limit=limit if test else None)
+            pushed = self._servo_push(part, aff, d, record, give_limit=limit if test else None,
+                                      follow=None if test else pace)
             if press:
                 # A press is judged by the hand: the cap moves along the cameras' line of sight,
                 # where a marker's depth is noisiest (several free buttons were seen "not moved").
@@ -460,8 +481,12 @@ class Prober:
                 record.travel = pushed.gave if test else pushed.travelled
                 record.moved = record.travel >= limit
             record.contact = "press" if press else "side"
+            paced = _paced_to_target(pace, record)
+            record.moved = record.moved or paced
             self.move_to(self.cmd_pos - d * cfg.clearance * 2, self.cmd_quat, cfg.tug_speed)
             self.move_to(self.cmd_pos - approach * cfg.standoff, self.cmd_quat, cfg.free_speed)
+            if paced:
+                break  # it gave and came to rest where it should (the cameras judge it in `probe`)
             if record.moved and not test and not press:
                 seen = self._seen_travel(part, handle_before, approach)
                 # the hand's own advance while pushing can be a finger riding over the handle or
@@ -553,11 +578,12 @@ class Prober:
         return clear_table(pos, quat, pivot, approach, points, floors, cfg.max_tilt_deg)
 
     def _servo_push(self, part: str, aff: Affordance, d: np.ndarray, record: Interaction,
-                    give_limit: float | None = None) -> Pushed:
+                    give_limit: float | None = None, follow: Pace | None = None) -> Pushed:
         """Push along `d`, re-aimed at the handle's tracked motion, until it stops.
 
         Returns the handle's travel and the hand's give (its advance while pushing on the handle
         under `tug_force`); with `give_limit` (a test) it stops once the give reaches the limit.
+        With `follow`, its speed sets the push's once the hand touches, until it says stop.
 
         The push turns ahead along a curved path (the last turn of the tracked motion is
         extrapolated) and yields to force across it in the face's plane, so a crank pushed
@@ -598,7 +624,13 @@ class Prober:
             previous = state.tcp_position.copy()
             now, _, _ = io.handle_world(part)
             travelled = max(float(np.linalg.norm(now - start)), in_contact)
-            if travelled >= cfg.moved_threshold:
+            if follow is not None and first_touch is not None:
+                paced = follow(state.t, travelled)
+                if paced is None:  # there: stop pushing
+                    self.cmd_pos = state.tcp_position.copy()
+                    break
+                speed = paced
+            elif travelled >= cfg.moved_threshold:
                 speed = cfg.speed_steps(travelled)
             step = now - last_seen
             if side and np.linalg.norm(across_face @ step) > 0.008:  # re-aim along the handle's own motion
@@ -642,6 +674,11 @@ class Pushed:
         """A press went in: the hand gave `give` straight in. A finger that slid off a knob or
         crank pin also advances, but only by moving across the push round it."""
         return self.gave >= give and self.drift < max_drift
+
+
+def _paced_to_target(pace: Pace | None, record: Interaction) -> bool:
+    """Whether a paced follow ended with the part at rest at its target (it moved as it should)."""
+    return bool(pace is not None and record.engaged and getattr(pace, "finished", False))
 
 
 def _travel(step: np.ndarray, approach: np.ndarray, contact: str) -> float:

@@ -115,7 +115,7 @@ class Rehearser:
         if target <= start:
             raise ValueError(f"rehearse {part!r}: target opening {target} must exceed the start {start}")
         joint = self.base.joint(f"{part}/joint")
-        qadr, sign = joint.qposadr[0], self._opening_sign(part)
+        qadr, sign = joint.qposadr[0], self.opening_sign(part)
         models = [self._opened_up(m, joint.id, sign, target) for m in self.models]
         data = self.datas[0]
         mujoco.mj_resetData(self.base, data)
@@ -125,6 +125,20 @@ class Rehearser:
         control = np.zeros((1, 1, self.base.nu))
         control[0, 0, self.parts.index(part)] = sign * self.config.speed / self._levers[part]
         return models, initial, control, qadr, sign
+
+    def lever(self, part: str) -> float:
+        """Metres of hand travel per unit of the part's joint (1 for a slide; the handle's
+        distance from the axis for a hinge)."""
+        return self._levers[part]
+
+    def opening_sign(self, part: str) -> float:
+        """+1 if the part opens towards positive joint values (as seen so far), else -1."""
+        lo, hi = self.fitted.part(part).articulation.observed_range
+        return 1.0 if hi >= -lo else -1.0
+
+    def opened_up(self, model: mujoco.MjModel, part: str, target: float) -> mujoco.MjModel:
+        """`model` with `part`'s range reaching past `target` in its opening direction (in place)."""
+        return self._opened_up(model, self.base.joint(f"{part}/joint").id, self.opening_sign(part), target)
 
     def _summarise(self, part: str, start: float, target: float, opening: np.ndarray) -> Rehearsal:
         reached = opening >= target - 1e-6
@@ -158,10 +172,6 @@ class Rehearser:
             return self.config.min_lever
         arm = part.handle - art.origin
         return max(float(np.linalg.norm(arm - (arm @ art.axis) * art.axis)), self.config.min_lever)
-
-    def _opening_sign(self, part: str) -> float:
-        lo, hi = self.fitted.part(part).articulation.observed_range
-        return 1.0 if hi >= -lo else -1.0
 
     def _with_params(self, draw: dict[str, dict[str, float]]) -> mujoco.MjModel:
         model = copy.copy(self.base)

@@ -67,7 +67,7 @@ class _Connected:
 
 
 @contextlib.contextmanager
-def _connected(emulator: EmulatorBackend, sheet: MarkerSheet, out_dir: Path, config: SessionConfig,
+def connected(emulator: EmulatorBackend, sheet: MarkerSheet, out_dir: Path, config: SessionConfig,
                gap_out: dict[str, Any]) -> Iterator[_Connected]:
     """Connect through the driver (recording the episode), locate the base, list the seen parts;
     on the way out, fill `gap_out` with the emulator's report (hidden gap, final state: scoring only)."""
@@ -117,7 +117,7 @@ def run_session(emulator: EmulatorBackend, sheet: MarkerSheet, out_dir: Path, co
     """Explore the emulator's puzzle through the driver and fit its model into `out_dir`."""
     t0 = time.monotonic()
     gap: dict[str, Any] = {}
-    with _connected(emulator, sheet, out_dir, config, gap) as live:
+    with connected(emulator, sheet, out_dir, config, gap) as live:
         exploration = explore(live.prober, live.seen, config.explorer, on_probe)
     explore_wall = time.monotonic() - t0
     tic = time.perf_counter()
@@ -150,7 +150,7 @@ def run_solve(emulator: EmulatorBackend, sheet: MarkerSheet, goals: list[TaskGoa
     baseline's, see `agent.agents`), fit its model, and score on the world."""
     t0 = time.monotonic()
     gap: dict[str, Any] = {}
-    with _connected(emulator, sheet, out_dir, config, gap) as live:
+    with connected(emulator, sheet, out_dir, config, gap) as live:
         outcome = solver(live.prober, live.seen, goals, solve_config)
     wall = time.monotonic() - t0
     tic = time.perf_counter()

@@ -22,17 +22,26 @@ probes so far and the push is rolled out under posterior draws (`agent.rehearsal
 rehearsal's odds and the real outcome are logged side by side. With `learn=False` (the
 nominal baseline) the loop plans on its prior beliefs throughout and never refits.
 
+Moves with a target opening are paced by predictive-sampling MPC in the refitted model
+(`agent.mpc`): pushing a goal part on to its goal, and putting a knocked-back part back to
+where it was seen open. The part is brought there and left there, not pushed on to its stop.
+Slides and grasped hinges only: the pace reads the opening off the hand's travel, which for
+a fingertip pushing a knob's pin is not the pin's arc.
+Moves without a target (opening a part to learn whether it opens) are the prober's compliant
+follow until the part stops. With `mpc=False` (the ablation) every move is.
+
 Not built yet (issue 5): rehearsal inside the plan search (it scores the goal's push only;
-the plan search scores lock outcomes) and sampling-based MPC skills; the skills here are the
-prober's compliant probes.
+the plan search scores lock outcomes).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from mujoco import rollout
 
 from puzzlebot.agent.affordances import TaskGoal
 from puzzlebot.agent.explorer import ArmMoves, ExplorerConfig, plan_to_open, prior_beliefs
@@ -50,9 +59,10 @@ from puzzlebot.agent.locks import (
     relevance,
 )
 from puzzlebot.agent.model_building import fit_model
+from puzzlebot.agent.mpc import MPCConfig, MPCPace, OpeningMPC
 from puzzlebot.agent.part_state import opening
 from puzzlebot.agent.planning import robust_plan
-from puzzlebot.agent.probing import Interaction, Prober
+from puzzlebot.agent.probing import Interaction, Pace, Prober
 from puzzlebot.agent.rehearsal import Rehearsal, RehearsalConfig, Rehearser
 
 
@@ -70,6 +80,8 @@ class SolveConfig:
     learn: bool = True  # False: the nominal baseline, planning on the prior beliefs without ever updating them
     rehearse: bool = True  # rehearse pushing on a goal part that opened short, in the refitted model, first
     rehearsal: RehearsalConfig = field(default_factory=RehearsalConfig)
+    mpc: bool = True  # pace moves with a target opening by MPC in the refitted model (False: follow to the stop)
+    mpc_config: MPCConfig = field(default_factory=MPCConfig)
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1 or self.max_robot_s <= 0:
@@ -97,6 +109,7 @@ class SolveOutcome:
     robot_time_s: float = 0.0
     decide_s: float = 0.0
     model: FittedModel | None = None  # the last model refitted for a rehearsal (None if none was needed)
+    mpc: list[dict] = field(default_factory=list)  # per paced move: part, target, replans, compute
 
 
 def solve(prober: Prober, parts: list[str], goals: list[TaskGoal], config: SolveConfig = SolveConfig()) -> SolveOutcome:
@@ -124,95 +137,114 @@ def solve(prober: Prober, parts: list[str], goals: list[TaskGoal], config: Solve
     restores_logged: list[str] = []
     decide = 0.0
     reason = ""
-    world_model = _WorldModel(prober, beliefs, arm.interactions, config)
-    while True:
-        for part, moved in arm.restores[len(restores_logged):]:  # the arm pushed a knocked-back part open again
-            restores_logged.append(part)
-            reopens += 1
-            steps.append({"part": part, "direction": OPEN, "moved": moved,
-                          "why": f"{part!r} was seen to have slid back: pushed open again before the next move"})
-        tic = time.perf_counter()
-        openings = {g.part: opening(prober, arm.interactions, g.part) for g in goals}
-        pending = [g for g in goals if not g.holds(openings[g.part], config.goal_margin)]
-        if not pending:
-            reason = "every goal holds by the agent's estimate"
-            break
-        if len(attempts) + reopens >= config.max_attempts:
-            reason = f"attempt budget spent ({config.max_attempts})"
-            break
-        if io.state.t - t0 >= config.max_robot_s:
-            reason = f"robot-time budget spent ({config.max_robot_s:.0f} s)"
-            break
-        goal = pending[0]
-        if goal.part in displaced:  # opened, but not far enough: push on along the way it went
-            decide += time.perf_counter() - tic
-            if retries[goal.part] >= config.goal_retries:
-                reason = f"{goal.part!r} opened to {openings[goal.part]:.3f} only, short of the goal"
-                break
-            retries[goal.part] += 1
-            tic = time.perf_counter()
-            target = None if goal.min_opening is None else goal.min_opening * (1.0 + config.goal_margin)
-            rehearsed = world_model.rehearse(goal.part, openings[goal.part], target)
-            decide += time.perf_counter() - tic
-            moved = arm(goal.part, OPEN, displaced)
-            step = {"part": goal.part, "direction": OPEN, "why": "push the goal part further", "moved": moved}
-            if rehearsed is not None:
-                reached = goal.holds(opening(prober, arm.interactions, goal.part), config.goal_margin)
-                step["rehearsed"] = {"p_reach": rehearsed.p_reach, "time_s": rehearsed.time_s,
-                                     "reached": reached, "surprise": rehearsed.surprise(reached)}
-            steps.append(step)
-            continue
-        doubt = None if random_moves else _doubted(goal.part, beliefs, displaced, seen_in_state, doubted)
-        if doubt is not None:  # every open failed here: is a part believed open really open?
-            doubted.add(doubt)
-            decide += time.perf_counter() - tic
-            moved = arm.reopen(doubt)
-            steps.append({"part": doubt, "direction": OPEN, "moved": moved,
-                          "why": f"every open failed here: {doubt!r} may not be open, tried another way"})
-            if not moved:
+    world_model = WorldModel(prober, beliefs, arm.interactions, config)
+    if config.mpc and config.learn:
+        arm.pacer = world_model.pace
+    try:
+        while True:
+            for part, moved in arm.restores[len(restores_logged):]:  # the arm pushed a knocked-back part open again
+                restores_logged.append(part)
                 reopens += 1
+                steps.append({"part": part, "direction": OPEN, "moved": moved,
+                              "why": f"{part!r} was seen to have slid back: pushed open again before the next move"})
+            tic = time.perf_counter()
+            openings = {g.part: opening(prober, arm.interactions, g.part) for g in goals}
+            pending = [g for g in goals if not g.holds(openings[g.part], config.goal_margin)]
+            if not pending:
+                reason = "every goal holds by the agent's estimate"
+                break
+            if len(attempts) + reopens >= config.max_attempts:
+                reason = f"attempt budget spent ({config.max_attempts})"
+                break
+            if io.state.t - t0 >= config.max_robot_s:
+                reason = f"robot-time budget spent ({config.max_robot_s:.0f} s)"
+                break
+            goal = pending[0]
+            if goal.part in displaced:  # opened, but not far enough: push on along the way it went
+                decide += time.perf_counter() - tic
+                if retries[goal.part] >= config.goal_retries:
+                    reason = f"{goal.part!r} opened to {openings[goal.part]:.3f} only, short of the goal"
+                    break
+                retries[goal.part] += 1
+                tic = time.perf_counter()
+                target = _goal_target(goal, config.goal_margin)
+                rehearsed = world_model.rehearse(goal.part, openings[goal.part], target)
+                decide += time.perf_counter() - tic
+                moved = arm(goal.part, OPEN, displaced, target=target)
+                step = {"part": goal.part, "direction": OPEN, "why": "push the goal part further", "moved": moved}
+                if rehearsed is not None:
+                    reached = goal.holds(opening(prober, arm.interactions, goal.part), config.goal_margin)
+                    step["rehearsed"] = {"p_reach": rehearsed.p_reach, "time_s": rehearsed.time_s,
+                                         "reached": reached, "surprise": rehearsed.surprise(reached)}
+                steps.append(step)
                 continue
-            # it had not opened: what was tried since, with it believed open, was tried with it closed
-            since = opened_at[doubt]
-            attempts[since:] = [Attempt(a.part, a.displaced - {doubt}, a.moved, a.direction) for a in attempts[since:]]
-            attempts.append(Attempt(doubt, displaced - {doubt}, True, OPEN))
-            if config.learn:
-                beliefs.refit(attempts)
-            for table in (failed_in_state, seen_in_state):  # those states are not what they were believed to be
-                for key in [k for k in table if doubt in k[-1]]:
-                    del table[key]
-            continue
-        if random_moves:
-            allowed = probes_allowed(beliefs, displaced)
-            probe, why = (RandomExplorer().choose(beliefs, displaced, rng), "random") if allowed else (None, "")
-        else:
-            probe, why = _next_move(goal.part, beliefs, displaced, failed_in_state, seen_in_state, config, chooser,
-                                    rng)
-        decide += time.perf_counter() - tic
-        if probe is None:
-            reason = f"no move left that could open {goal.part!r}"
-            break
-        p_move = beliefs.move_probability(probe.part, displaced, probe.direction)
-        moved = arm(probe.part, probe.direction, displaced)
-        attempt, displaced = apply_outcome(beliefs, probe, displaced, moved, unattempted, learn=config.learn)
-        step = {"part": probe.part, "direction": probe.direction, "why": why, "moved": moved,
-                "p_move": p_move}
-        if moved is not None:  # how unexpected the outcome was to the lock beliefs (nats)
-            step["surprise"] = -float(np.log(max(p_move if moved else 1.0 - p_move, 1e-9)))
-        steps.append(step)
-        if attempt is not None:
-            if attempt.moved and probe.direction == OPEN:
-                opened_at[probe.part] = len(attempts)
-            attempts.append(attempt)
-            seen_in_state.setdefault((probe.part, probe.direction, attempt.displaced), []).append(attempt.moved)
-            if not attempt.moved and probe.direction == OPEN:
-                key = (probe.part, attempt.displaced)
-                failed_in_state[key] = failed_in_state.get(key, 0) + 1
-    return SolveOutcome(not pending, reason, beliefs, attempts, arm.interactions, steps, openings,
-                        io.state.t - t0, decide, world_model.model)
+            doubt = None if random_moves else _doubted(goal.part, beliefs, displaced, seen_in_state, doubted)
+            if doubt is not None:  # every open failed here: is a part believed open really open?
+                doubted.add(doubt)
+                decide += time.perf_counter() - tic
+                moved = arm.reopen(doubt)
+                steps.append({"part": doubt, "direction": OPEN, "moved": moved,
+                              "why": f"every open failed here: {doubt!r} may not be open, tried another way"})
+                if not moved:
+                    reopens += 1
+                    continue
+                # it had not opened: what was tried since, with it believed open, was tried with it closed
+                since = opened_at[doubt]
+                attempts[since:] = [Attempt(a.part, a.displaced - {doubt}, a.moved, a.direction)
+                                    for a in attempts[since:]]
+                attempts.append(Attempt(doubt, displaced - {doubt}, True, OPEN))
+                if config.learn:
+                    beliefs.refit(attempts)
+                for table in (failed_in_state, seen_in_state):  # those states are not what they were believed to be
+                    for key in [k for k in table if doubt in k[-1]]:
+                        del table[key]
+                continue
+            if random_moves:
+                allowed = probes_allowed(beliefs, displaced)
+                probe, why = (RandomExplorer().choose(beliefs, displaced, rng), "random") if allowed else (None, "")
+            else:
+                probe, why = _next_move(goal.part, beliefs, displaced, failed_in_state, seen_in_state, config, chooser,
+                                        rng)
+            decide += time.perf_counter() - tic
+            if probe is None:
+                reason = f"no move left that could open {goal.part!r}"
+                break
+            p_move = beliefs.move_probability(probe.part, displaced, probe.direction)
+            moved = arm(probe.part, probe.direction, displaced)
+            attempt, displaced = apply_outcome(beliefs, probe, displaced, moved, unattempted, learn=config.learn)
+            step = {"part": probe.part, "direction": probe.direction, "why": why, "moved": moved,
+                    "p_move": p_move}
+            if moved is not None:  # how unexpected the outcome was to the lock beliefs (nats)
+                step["surprise"] = -float(np.log(max(p_move if moved else 1.0 - p_move, 1e-9)))
+            steps.append(step)
+            if attempt is not None:
+                if attempt.moved and probe.direction == OPEN:
+                    opened_at[probe.part] = len(attempts)
+                attempts.append(attempt)
+                seen_in_state.setdefault((probe.part, probe.direction, attempt.displaced), []).append(attempt.moved)
+                if not attempt.moved and probe.direction == OPEN:
+                    key = (probe.part, attempt.displaced)
+                    failed_in_state[key] = failed_in_state.get(key, 0) + 1
+        decide += sum(p["compute_s"] for p in world_model.paced)  # the MPC plans while the arm moves
+        return SolveOutcome(not pending, reason, beliefs, attempts, arm.interactions, steps, openings,
+                            io.state.t - t0, decide, world_model.model, world_model.paced)
+    finally:
+        world_model.close()
 
 
-class _WorldModel:
+def _goal_target(goal: TaskGoal, margin: float) -> float | None:
+    """The opening to push a goal part on to: inside the goal's bounds by `margin` and as much
+    again past the lower one (an estimate is good to a few per cent), or mid-way between the
+    bounds if both are set. None if the goal has no lower bound (opening further cannot help)."""
+    if goal.min_opening is None:
+        return None
+    low = goal.min_opening * (1.0 + 2.0 * margin)
+    if goal.max_opening is None:
+        return low
+    return 0.5 * (goal.min_opening * (1.0 + margin) + goal.max_opening * (1.0 - margin))
+
+
+class WorldModel:
     """The fitted model as the loop needs it: refitted from the probes so far when a move is to
     be rehearsed and something new was seen since the last fit (warm-started from that fit)."""
 
@@ -221,6 +253,45 @@ class _WorldModel:
         self.model: FittedModel | None = None
         self._fitted_on = -1
         self._rehearser: Rehearser | None = None
+        self._pool: rollout.Rollout | None = None  # threads for the MPC's rollouts, kept across moves
+        self._mpcs: list[tuple[str, float, MPCPace]] = []
+
+    @property
+    def paced(self) -> list[dict]:
+        """Per move the MPC paced: the part, its target, whether it came to rest there, the replans
+        and their compute."""
+        return [{"part": part, "target": target, "finished": pace.finished, "replans": pace.mpc.stats.replans,
+                 "compute_s": pace.mpc.stats.compute_s, "rollout_steps": pace.mpc.stats.rollout_steps}
+                for part, target, pace in self._mpcs]
+
+    def pace(self, part: str, start: float, target: float) -> Pace | None:
+        """An MPC pace that takes `part` from opening `start` to `target` in the refitted model;
+        None if there is nothing to pace (no joint fitted, or it is there already)."""
+        io = self.prober.io
+        if io.T_world_base is None or target <= start:
+            return None
+        rehearser = self.refitted()
+        if part not in rehearser.parts:
+            return None
+        revolute = self.model.part(part).articulation.kind == "revolute"
+        pushing = io.sheet.affordances[part].mode == "push"
+        if revolute and pushing:
+            # the pace reads the opening off the hand's travel: a fingertip pushing a knob's pin
+            # along a straight line slides round it, and its travel is not the pin's arc (a dial
+            # paced to 2.18 rad by it went on to its stop at 2.50)
+            return None
+        if self._pool is None:
+            self._pool = rollout.Rollout(nthread=min(os.cpu_count() or 1, 4))
+        mpc = OpeningMPC(rehearser, part, target, pushing, self.config.mpc_config, pool=self._pool)
+        pace = MPCPace(mpc, start, revolute=revolute)
+        self._mpcs.append((part, target, pace))
+        return pace
+
+    def close(self) -> None:
+        """Release the MPC's rollout threads."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     def rehearse(self, part: str, start: float, target: float | None) -> Rehearsal | None:
         """Rehearse driving `part` from opening `start` to `target`; None when there is nothing to
@@ -228,14 +299,20 @@ class _WorldModel:
         cfg, io = self.config, self.prober.io
         if not cfg.rehearse or not cfg.learn or target is None or target <= start or io.T_world_base is None:
             return None
+        rehearser = self.refitted()
+        if part not in rehearser.parts:
+            return None
+        return rehearser.rehearse(part, start, target)
+
+    def refitted(self) -> Rehearser:
+        """The rehearser on the model refitted to every probe so far (warm-started from the last fit)."""
+        cfg, io = self.config, self.prober.io
         if len(self.interactions) != self._fitted_on:
             self.model = fit_model(self.beliefs, self.interactions, io.tracker.tracks, io.sheet, io.T_world_base,
                                    previous=self.model)
             self._fitted_on = len(self.interactions)
             self._rehearser = Rehearser(self.model, cfg.rehearsal)
-        if part not in self._rehearser.parts:
-            return None
-        return self._rehearser.rehearse(part, start, target)
+        return self._rehearser
 
 
 def _next_move(target: str, beliefs: LockBeliefs, displaced: frozenset[str],
