@@ -25,6 +25,7 @@ PARAMS = ("friction", "damping", "inertia")
 COLD_FRICTION = (0.3, 3.0)
 COLD_DAMPING = (0.5, 8.0)
 COLD_INERTIA = (0.1, 1.0)
+MAX_DRAW_FACTOR = 30.0  # a posterior draw is within this factor of the estimate, either way
 REVOLUTE_SCALE = 0.01  # N·m vs N at a ~10 cm lever arm, kg·m² vs kg
 
 
@@ -55,8 +56,12 @@ class JointFit:
         return {name: float(np.sqrt(self.log_covariance[i, i])) for i, name in enumerate(PARAMS)}
 
     def samples(self, count: int, rng: np.random.Generator) -> list[dict[str, float]]:
-        """Parameter sets drawn from the posterior (for rehearsing under uncertainty)."""
+        """Parameter sets drawn from the posterior (for rehearsing under uncertainty), each within a
+        factor of `MAX_DRAW_FACTOR` of the estimate: a parameter the data hardly constrain has a
+        log-variance in the hundreds (a 2 cm push fits no inertia), and its raw draws overflow."""
         draws = rng.multivariate_normal(self.log_mean, self.log_covariance, size=count)
+        span = np.log(MAX_DRAW_FACTOR)
+        draws = np.clip(draws, self.log_mean - span, self.log_mean + span)
         return [dict(zip(PARAMS, np.exp(d).tolist(), strict=True)) for d in draws]
 
 

@@ -8,7 +8,7 @@ import mujoco
 import numpy as np
 import pytest
 
-from puzzlebot.agent.sysid import DrivenMotion, JointInteraction, fit_driven, fit_joint
+from puzzlebot.agent.sysid import MAX_DRAW_FACTOR, DrivenMotion, JointFit, JointInteraction, fit_driven, fit_joint
 from puzzlebot.sim.spec import load_spec
 from puzzlebot.sim.world import PuzzleWorld, WorldConfig
 
@@ -134,3 +134,16 @@ def test_hand_driven_drawer_dynamics_recovered_within_the_posterior(seed: int):
     warm = fit_driven(motion, initial=fit.values)
     assert warm.evaluations <= 10  # a refit from the last fit: a handful of replays
     assert abs(warm.values["friction"] / fit.values["friction"] - 1) < 0.02
+
+
+def test_draws_of_an_unconstrained_parameter_stay_finite_and_near_the_estimate():
+    # a log-variance of 400 (a parameter the data say nothing about) overflowed exp() before
+    fit = JointFit(values={"friction": 2.0, "damping": 1.0, "inertia": 0.5},
+                   log_mean=np.log([2.0, 1.0, 0.5]), log_covariance=np.diag([0.01, 0.01, 400.0]),
+                   rms_error=0.001, evaluations=10)
+    draws = fit.samples(200, np.random.default_rng(0))
+    inertia = np.array([d["inertia"] for d in draws])
+    assert np.all(np.isfinite(inertia))
+    assert inertia.min() >= 0.5 / MAX_DRAW_FACTOR - 1e-12 and inertia.max() <= 0.5 * MAX_DRAW_FACTOR + 1e-9
+    friction = np.array([d["friction"] for d in draws])
+    assert 1.7 < np.median(friction) < 2.3  # a well-fitted parameter is drawn as before
