@@ -31,10 +31,24 @@ def parse_depths(text: str) -> list[int]:
     return [int(v) for v in text.split(",")]
 
 
-def held_out_puzzles(depths: list[int], seeds: int) -> list[tuple[int, PuzzleSpec]]:
-    """(depth, spec) for every depth and seed index, depth-major."""
+def held_out_puzzles(depths: list[int], seeds: int,
+                     seeds_at: dict[int, int] | None = None) -> list[tuple[int, PuzzleSpec]]:
+    """(depth, spec) for every depth and seed index, depth-major; `seeds_at` gives some depths
+    more (or fewer) seeds than `seeds` (a rate at depth 5 needs more than two puzzles)."""
+    seeds_at = seeds_at or {}
     return [(d, generate(GeneratorConfig(depth=d, seed=HELD_OUT_SEED + 100 * d + s)))
-            for d in depths for s in range(seeds)]
+            for d in depths for s in range(seeds_at.get(d, seeds))]
+
+
+def parse_seeds_at(items: list[str]) -> dict[int, int]:
+    """['5:6', ...] -> {5: 6, ...}."""
+    out = {}
+    for item in items:
+        depth, _, count = item.partition(":")
+        if not (depth.isdigit() and count.isdigit()):
+            raise ValueError(f"--seeds-at {item!r}: expected DEPTH:SEEDS, e.g. 5:6")
+        out[int(depth)] = int(count)
+    return out
 
 
 def run_episodes(tasks: list[Any], play: Callable[[Any], dict[str, Any]], jobs: int,

@@ -25,6 +25,7 @@ lockbox, under a minute).
 
     python benchmarks/solve.py                 # depths 1-5, 2 seeds each
     python benchmarks/solve.py --jobs 2        # two episodes at a time (compute times then share the CPU)
+    python benchmarks/solve.py --jobs 2 --seeds-at 5:6   # 6 lockboxes at depth 5 (the committed run)
     python benchmarks/solve.py --quick
 """
 
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from held_out import held_out_puzzles, machine, parse_depths, run_episodes, write_results
+from held_out import held_out_puzzles, machine, parse_depths, parse_seeds_at, run_episodes, write_results
 
 from puzzlebot.agent.affordances import marker_sheet, task_goals
 from puzzlebot.agent.agents import solve_setup
@@ -129,7 +130,8 @@ def summarize(rows: list[dict[str, Any]], depths: list[int]) -> dict[str, Any]:
 
 def markdown(summary: dict[str, Any], rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = ["# Solving generated lockboxes", "",
-             f"{meta['puzzles']} held-out generated lockboxes (depths {meta['depths']}, {meta['seeds']} seed(s) each); "
+             f"{meta['puzzles']} held-out generated lockboxes (depths {meta['depths']}, {meta['seeds']} seed(s) each"
+             + "".join(f", {n} at depth {d}" for d, n in meta.get("seeds_at", {}).items()) + "); "
              "puzzlebot, random, nominal and ppo on the lockstep reality emulator (hidden gap, floating gripper, "
              f"closeup and top cameras 480x640), the oracle in simulation; budget {meta['max_attempts']} probes and "
              f"{meta['max_robot_s']:.0f} s of robot time; {meta['machine']}; {meta['wall_s'] / 60:.0f} min.", "",
@@ -182,6 +184,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--depths", default="1-5")
     parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--seeds-at", action="append", default=[], metavar="DEPTH:SEEDS",
+                        help="more seeds at one depth, e.g. 5:6 (repeatable)")
     parser.add_argument("--max-attempts", type=int, default=30)
     parser.add_argument("--max-robot-s", type=float, default=900.0)
     parser.add_argument("--quick", action="store_true", help="one depth-1 lockbox (under a minute)")
@@ -190,7 +194,8 @@ def main() -> None:
     args = parser.parse_args()
     depths, seeds = ([1], 1) if args.quick else (parse_depths(args.depths), args.seeds)
     budget = SolveConfig(max_attempts=args.max_attempts, max_robot_s=args.max_robot_s)
-    puzzles = held_out_puzzles(depths, seeds)
+    seeds_at = {} if args.quick else parse_seeds_at(args.seeds_at)
+    puzzles = held_out_puzzles(depths, seeds, seeds_at)
     t0 = time.monotonic()
     tasks = [(i, depth, spec, agent) for i, (depth, spec) in enumerate(puzzles) for agent in AGENTS]
     rows = run_episodes(tasks, partial(_run_one, budget=budget, runs=args.runs), args.jobs,
@@ -200,7 +205,8 @@ def main() -> None:
         if row.get("fitted_model"):
             row["rollout_throughput"] = rehearsal_throughput(row["fitted_model"], goal_of[row["puzzle"]])
     summary = summarize(rows, depths)
-    meta = {"puzzles": len(puzzles), "depths": f"{depths[0]}-{depths[-1]}", "seeds": seeds, "quick": args.quick,
+    meta = {"puzzles": len(puzzles), "depths": f"{depths[0]}-{depths[-1]}", "seeds": seeds, "seeds_at": seeds_at,
+            "quick": args.quick,
             "jobs": args.jobs,
             "max_attempts": args.max_attempts, "max_robot_s": args.max_robot_s,
             "machine": machine(),

@@ -174,6 +174,7 @@ def solve_log(result: SolveResult) -> dict[str, Any]:
             "final_part_positions_on_world": result.final_positions, "unseen_parts": result.unseen,
             "lock_graph": {p: sorted(b) for p, b in outcome.beliefs.map_graph().items()},
             "steps": outcome.steps,
+            "mpc_paced_moves": outcome.mpc,
             "interactions": [{"part": i.part, "direction": i.direction, "moved": i.moved, "contact": i.contact,
                               "travel_m": i.travel} for i in outcome.interactions]}
 
