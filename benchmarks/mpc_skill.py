@@ -91,6 +91,9 @@ def trial(spec, part: str, variant: str, seed: int, first: float, more: float, r
         finally:
             world_model.close()
     world = abs(float(gap["final"]["part_positions"][part]))
+    true_kind = "prismatic" if spec.part(part).mechanism in SLIDES else "revolute"
+    if row["kind"] != true_kind:  # the target was in the wrong units: no error to speak of
+        return {**row, "world": world, "error": f"fitted {row['kind']}, the part is {true_kind}"}
     return {**row, "world": world, "error_mm": 1000.0 * (world - row["target"]) * row["lever"]}
 
 
@@ -118,8 +121,9 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def markdown(summary: dict[str, Any], rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines = ["# Bringing a part to a target opening (emulator)", "",
              f"{meta['trials']} episodes: {meta['parts']} free slides and grasped hinges of held-out lockboxes (depths "
-             f"{meta['depths']}), each opened {1000 * meta['first']:.0f} mm of hand travel model-free, fitted, then "
-             f"moved {1000 * meta['more']:.0f} mm further to a target; {meta['machine']}; "
+             f"{meta['depths']}), each opened {1000 * meta['first'][0]:.0f} mm (slides) or "
+             f"{1000 * meta['first'][1]:.0f} mm (hinges) of hand travel model-free, fitted, then moved "
+             f"{1000 * meta['more'][0]:.0f} or {1000 * meta['more'][1]:.0f} mm further to a target; {meta['machine']}; "
              f"{meta['wall_s'] / 60:.0f} min. Error: the world's final opening minus the target, mm at the handle.", "",
              "| variant | trials | median abs error mm | max abs error mm | median overshoot mm | within 5 mm |",
              "|---|---|---|---|---|---|"]
@@ -149,7 +153,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     data = [[r["error_mm"] for r in rows if r["variant"] == v and "error_mm" in r] for v in VARIANTS]
-    ax.boxplot(data, labels=VARIANTS)
+    ax.boxplot(data, tick_labels=VARIANTS)
     ax.axhline(0.0, color="grey", lw=0.8)
     ax.set_ylabel("final opening - target (mm at the handle)")
     fig.tight_layout()
@@ -157,10 +161,12 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def _run_one(task, first: float, more: float, runs: Path) -> dict[str, Any]:
+def _run_one(task, first: tuple[float, float], more: tuple[float, float], runs: Path) -> dict[str, Any]:
     spec, part, variant, seed = task
+    # the protocol, not the agent, knows the mechanism: how far to open first and then further
+    hinge = int(spec.part(part).mechanism not in SLIDES)
     try:
-        return trial(spec, part, variant, seed, first, more, runs)
+        return trial(spec, part, variant, seed, first[hinge], more[hinge], runs)
     except Exception as err:  # a failed episode is reported, never dropped
         return {"puzzle": spec.name, "part": part, "variant": variant, "seed": seed,
                 "error": f"{type(err).__name__}: {err}"}
@@ -170,8 +176,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--depths", default="1-2")  # deeper lockboxes have no free slide or grasped hinge
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--first", type=float, default=0.02, help="m of hand travel opened model-free first")
-    parser.add_argument("--more", type=float, default=0.02, help="m of hand travel further, to the target")
+    parser.add_argument("--first", type=float, nargs=2, default=(0.02, 0.08), metavar=("SLIDE", "HINGE"),
+                        help="m of hand travel opened model-free first (a hinge needs an arc to be told from a line)")
+    parser.add_argument("--more", type=float, nargs=2, default=(0.02, 0.06), metavar=("SLIDE", "HINGE"),
+                        help="m of hand travel further, to the target")
     parser.add_argument("--quick", action="store_true", help="one part, mpc and follow")
     parser.add_argument("--runs", type=Path, default=Path("outputs/benchmarks/mpc_skill"))
     parser.add_argument("--jobs", type=int, default=1)
