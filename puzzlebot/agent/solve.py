@@ -30,8 +30,12 @@ a fingertip pushing a knob's pin is not the pin's arc.
 Moves without a target (opening a part to learn whether it opens) are the prober's compliant
 follow until the part stops. With `mpc=False` (the ablation) every move is.
 
-Not built yet (issue 5): rehearsal inside the plan search (it scores the goal's push only;
-the plan search scores lock outcomes).
+Rehearsal is not inside the plan search's score, by design: a plan's moves open parts that
+were never opened (a part opened and knocked back is put back by the arm, not planned), so
+none has a fitted joint to rehearse, and every plan ends with the same goal move. What can
+tell plans apart is the lock posterior, which `planning.robust_plan` scores them across; the
+fitted model's dynamics are used where they decide an outcome, in the goal's push (rehearsed,
+then paced by the MPC).
 """
 
 from __future__ import annotations
