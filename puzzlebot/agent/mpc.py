@@ -23,7 +23,6 @@ force cap on the joint, and the hand's mass riding on it.
 
 from __future__ import annotations
 
-import copy
 import os
 import time
 from dataclasses import dataclass, field
@@ -93,7 +92,7 @@ class OpeningMPC:
         joint = base.joint(f"{part}/joint")
         self._qadr, self._vadr = int(joint.qposadr[0]), int(joint.dofadr[0])
         self._actuator = rehearser.parts.index(part)
-        self._draws = [self._prepared(rehearser, m) for m in rehearser.models[:config.samples]]
+        self._draws = [rehearser.driving(m, part, target, pushing) for m in rehearser.models[:config.samples]]
         self._models = [m for _ in range(config.candidates + 2) for m in self._draws]
         self._nstep = max(1, int(round(config.horizon_s / base.opt.timestep)))
         self._knot_t = np.linspace(0.0, config.horizon_s, config.knots)
@@ -196,15 +195,6 @@ class OpeningMPC:
         steps = len(self._models) * self._nstep
         return {"mpc_steps_per_s": steps / min(ours), "raw_rollout_steps_per_s": steps / min(raw),
                 "ratio": min(raw) / min(ours), "replan_s": min(ours), "batch": len(self._models), "nstep": self._nstep}
-
-    def _prepared(self, rehearser: Rehearser, model: mujoco.MjModel) -> mujoco.MjModel:
-        """A draw's model with the part's range opened up past the target and, for a pushing
-        hand, a drive that only pushes."""
-        m = rehearser.opened_up(copy.copy(model), self.part, self.target)
-        if self.pushing:
-            cap = float(np.max(np.abs(m.actuator_forcerange[self._actuator])))
-            m.actuator_forcerange[self._actuator] = (0.0, cap) if self.sign > 0 else (-cap, 0.0)
-        return m
 
 
 class MPCPace:

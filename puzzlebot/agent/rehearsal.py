@@ -97,7 +97,7 @@ class Rehearser:
         self.parts = list(self._levers)
         rng = np.random.default_rng(config.seed)
         draws = model.sample_params(config.samples, rng) if self.parts else [{}] * config.samples
-        self.models = [self._with_params(draw) for draw in draws]
+        self.models = [self.with_params(draw) for draw in draws]
         threads = config.threads or os.cpu_count() or 1
         self.datas = [mujoco.MjData(self.base) for _ in range(threads)]
         self.nstep = int(round(config.horizon_s / self.base.opt.timestep))
@@ -140,6 +140,17 @@ class Rehearser:
         """`model` with `part`'s range reaching past `target` in its opening direction (in place)."""
         return self._opened_up(model, self.base.joint(f"{part}/joint").id, self.opening_sign(part), target)
 
+    def driving(self, model: mujoco.MjModel, part: str, reach: float, pushing: bool) -> mujoco.MjModel:
+        """A copy of `model` set up to drive `part` towards `reach`: its range opened up past it
+        and, for a hand that pushes (a fingertip), a drive that gives force in the opening
+        direction only (a fingertip cannot pull a part back)."""
+        m = self.opened_up(copy.copy(model), part, reach)
+        if pushing:
+            act = self.parts.index(part)
+            cap = float(np.max(np.abs(m.actuator_forcerange[act])))
+            m.actuator_forcerange[act] = (0.0, cap) if self.opening_sign(part) > 0 else (-cap, 0.0)
+        return m
+
     def _summarise(self, part: str, start: float, target: float, opening: np.ndarray) -> Rehearsal:
         reached = opening >= target - 1e-6
         got_there = reached.any(axis=1)
@@ -173,7 +184,9 @@ class Rehearser:
         arm = part.handle - art.origin
         return max(float(np.linalg.norm(arm - (arm @ art.axis) * art.axis)), self.config.min_lever)
 
-    def _with_params(self, draw: dict[str, dict[str, float]]) -> mujoco.MjModel:
+    def with_params(self, draw: dict[str, dict[str, float]]) -> mujoco.MjModel:
+        """A copy of the base model with one draw of the parts' dynamics (part -> friction,
+        damping, inertia)."""
         model = copy.copy(self.base)
         for name, values in draw.items():
             joint = model.joint(f"{name}/joint")

@@ -4,7 +4,6 @@ that stops at the target carries it past; a grasped door is braked on the spot."
 
 from __future__ import annotations
 
-import copy
 from dataclasses import replace
 
 import mujoco
@@ -22,20 +21,7 @@ CONTROL_S = 0.01  # the arm's control period
 def true_world(rehearser: Rehearser, part: str, params: dict, pushing: bool, target: float) -> mujoco.MjModel:
     """The part with `params` (not the model's point estimate) and the hand as a speed servo
     that, when it pushes, can only push."""
-    model = copy.copy(rehearser.base)
-    joint = model.joint(f"{part}/joint")
-    model.dof_frictionloss[joint.dofadr[0]] = params["friction"]
-    model.dof_damping[joint.dofadr[0]] = params["damping"]
-    if joint.type[0] == mujoco.mjtJoint.mjJNT_SLIDE:
-        model.body_mass[joint.bodyid[0]] = params["inertia"]
-    else:
-        model.body_inertia[joint.bodyid[0]] = params["inertia"]
-    rehearser.opened_up(model, part, 2.0 * target)
-    if pushing:
-        act = rehearser.parts.index(part)
-        cap = float(np.max(np.abs(model.actuator_forcerange[act])))
-        model.actuator_forcerange[act] = (0.0, cap) if rehearser.opening_sign(part) > 0 else (-cap, 0.0)
-    return model
+    return rehearser.driving(rehearser.with_params({part: params}), part, 2.0 * target, pushing)
 
 
 def run(rehearser: Rehearser, part: str, world: mujoco.MjModel, pace, seconds: float = 6.0) -> float:
