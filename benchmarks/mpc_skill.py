@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,26 @@ def paced_parts(spec) -> list[str]:
     return out
 
 
-def trial(spec, part: str, variant: str, seed: int, first: float, more: float, runs: Path) -> dict[str, Any]:
+Pacer = Callable[[str, float, float], Any]  # (part, opening now, target) -> a probe's pace, as `ArmMoves.pacer`
+
+
+def skill_pacer(variant: str, world_model: WorldModel, prober, part: str, lever: float,
+                revolute: bool) -> tuple[Pacer | None, dict[str, Any]]:
+    """This benchmark's variants: the MPC, a fixed-speed follow stopped at the target, or none."""
+    if variant == "mpc":
+        return world_model.pace, {}
+    if variant == "follow":
+        speed = prober.config.follow_speed
+        return (lambda p, s, t: TargetFollow(speed, s, t, lever, revolute)), {}
+    if variant == "to_stop":
+        return None, {}
+    raise ValueError(f"unknown variant {variant!r}; choose from {VARIANTS}")
+
+
+def trial(spec, part: str, variant: str, seed: int, first: float, more: float, runs: Path,
+          pacer_for: Callable[..., tuple[Pacer | None, dict[str, Any]]] = skill_pacer) -> dict[str, Any]:
+    """One episode: open `part` `first` m of hand travel model-free, fit, then move it `more` m
+    further to a target, paced by `pacer_for(variant, ...)`; the world's error at the end."""
     row: dict[str, Any] = {"puzzle": spec.name, "part": part, "variant": variant, "seed": seed}
     emulator = EmulatorBackend(EmulatorConfig(puzzle=spec, robot="gripper", seed=seed, cameras=("closeup", "top"),
                                               image_size=(480, 640), realtime=False, lockstep=True))
@@ -79,10 +99,8 @@ def trial(spec, part: str, variant: str, seed: int, first: float, more: float, r
             revolute = world_model.model.part(part).articulation.kind == "revolute"
             start = opening(prober, arm.interactions, part)
             target = start + (2 * np.arcsin(min(1.0, more / (2 * lever))) if revolute else more / lever)
-            if variant == "mpc":
-                arm.pacer = world_model.pace
-            elif variant == "follow":
-                arm.pacer = lambda p, s, t: TargetFollow(follow, s, t, lever, revolute)
+            arm.pacer, extra = pacer_for(variant, world_model, prober, part, lever, revolute)
+            row.update(extra)
             tic = time.perf_counter()
             row["moved"] = arm(part, OPEN, frozenset({part}), target=target)
             row["wall_s"] = time.perf_counter() - tic
@@ -161,12 +179,14 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def _run_one(task, first: tuple[float, float], more: tuple[float, float], runs: Path) -> dict[str, Any]:
+def run_one(task, first: tuple[float, float], more: tuple[float, float], runs: Path,
+            pacer_for: Callable[..., tuple[Pacer | None, dict[str, Any]]] = skill_pacer) -> dict[str, Any]:
+    """`trial` for one (spec, part, variant, seed), its failure turned into a row."""
     spec, part, variant, seed = task
     # the protocol, not the agent, knows the mechanism: how far to open first and then further
     hinge = int(spec.part(part).mechanism not in SLIDES)
     try:
-        return trial(spec, part, variant, seed, first[hinge], more[hinge], runs)
+        return trial(spec, part, variant, seed, first[hinge], more[hinge], runs, pacer_for)
     except Exception as err:  # a failed episode is reported, never dropped
         return {"puzzle": spec.name, "part": part, "variant": variant, "seed": seed,
                 "error": f"{type(err).__name__}: {err}"}
@@ -192,7 +212,7 @@ def main() -> None:
     variants = VARIANTS[:2] if args.quick else VARIANTS
     tasks = [(spec, part, variant, seed) for spec, part, seed in parts for variant in variants]
     t0 = time.monotonic()
-    rows = run_episodes(tasks, partial(_run_one, first=args.first, more=args.more, runs=args.runs), args.jobs,
+    rows = run_episodes(tasks, partial(run_one, first=args.first, more=args.more, runs=args.runs), args.jobs,
                         label=lambda t: f"{t[0].name} {t[1]}: {t[2]}")
     summary = summarize(rows)
     meta = {"trials": len(tasks), "parts": len(parts), "depths": f"{depths[0]}-{depths[-1]}", "seeds": seeds,

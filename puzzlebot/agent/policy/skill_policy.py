@@ -65,7 +65,7 @@ class SkillPolicy:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         program = torch.export.export(self.module, (torch.zeros(1, len(OBS_FIELDS)),))
-        tmp = folder / (WEIGHTS_NAME + ".tmp")
+        tmp = folder / ("tmp_" + WEIGHTS_NAME)  # torch.export wants the .pt2 ending
         torch.export.save(program, str(tmp))
         tmp.replace(folder / WEIGHTS_NAME)
         write_text_atomic(folder / SPEC_NAME, json.dumps(self.spec, indent=1))
