@@ -36,7 +36,7 @@ from puzzlebot.agent.affordances import marker_sheet
 from puzzlebot.agent.explorer import ArmMoves, ExplorerConfig, prior_beliefs
 from puzzlebot.agent.locks import OPEN
 from puzzlebot.agent.mpc import TargetFollow
-from puzzlebot.agent.part_state import opening
+from puzzlebot.agent.part_state import hinge_radius, opening
 from puzzlebot.agent.session import SessionConfig, connected
 from puzzlebot.agent.solve import SolveConfig, WorldModel
 from puzzlebot.real.emulator import EmulatorBackend, EmulatorConfig
@@ -69,7 +69,8 @@ def skill_pacer(variant: str, world_model: WorldModel, prober, part: str, lever:
         return world_model.pace, {}
     if variant == "follow":
         speed = prober.config.follow_speed
-        return (lambda p, s, t: TargetFollow(speed, s, t, lever, revolute)), {}
+        radius = hinge_radius(prober, world_model.interactions, part) if revolute else None
+        return (lambda p, s, t: TargetFollow(speed, s, t, radius or lever, revolute)), {}
     if variant == "to_stop":
         return None, {}
     raise ValueError(f"unknown variant {variant!r}; choose from {VARIANTS}")

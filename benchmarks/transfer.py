@@ -33,6 +33,7 @@ import numpy as np
 from held_out import held_out_puzzles, machine, parse_depths, run_episodes, write_results
 from mpc_skill import paced_parts, run_one
 
+from puzzlebot.agent.part_state import hinge_radius
 from puzzlebot.agent.policy.skill_env import SkillEnvConfig
 from puzzlebot.agent.policy.skill_policy import PolicyPace, SkillTrainConfig, train_skill
 
@@ -48,7 +49,8 @@ def policy_pacer(variant: str, world_model, prober, part: str, lever: float, rev
     config = SkillTrainConfig(steps=steps, env=SkillEnvConfig(randomization=VARIANTS[variant]))
     policy, train_s = train_skill(world_model.refitted(), part, pushing, config)
     policy.save(folder / part / variant / "policy")
-    return (lambda p, s, t: PolicyPace(policy, s, t, revolute)), {"train_s": train_s, "pushing": pushing}
+    radius = hinge_radius(prober, world_model.interactions, part) if revolute else None
+    return (lambda p, s, t: PolicyPace(policy, s, t, revolute, radius)), {"train_s": train_s, "pushing": pushing}
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:

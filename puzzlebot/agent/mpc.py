@@ -202,21 +202,23 @@ class MPCPace:
     out, None once the part is at rest at the target (`Prober.probe(pace=...)`).
 
     The part's opening is read off the hand's travel from where the follow began: a slide's
-    travel is its opening; a hinge's chord of `c` on a lever of `r` is a turn of 2 asin(c / 2r).
+    travel is its opening; a hinge's chord of `c` is a turn of 2 asin(c / 2r), `r` the radius the
+    hand goes round on (`part_state.hinge_radius`; the fitted lever arm if not given).
     Its speed is the slope of the last `VELOCITY_TICKS` readings.
     """
 
     VELOCITY_TICKS = 5
 
-    def __init__(self, mpc: OpeningMPC, start: float, revolute: bool):
+    def __init__(self, mpc: OpeningMPC, start: float, revolute: bool, radius: float | None = None):
         self.mpc, self.start, self.revolute = mpc, float(start), revolute
+        self.radius = mpc.lever if radius is None else float(radius)  # the hand's circle about a hinge
         self.finished = False  # the part came to rest at the target
         self._history: list[tuple[float, float]] = []
 
     def opening(self, travelled: float) -> float:
         if not self.revolute:
             return self.start + travelled / self.mpc.lever
-        return self.start + 2.0 * float(np.arcsin(min(1.0, travelled / (2.0 * self.mpc.lever))))
+        return self.start + 2.0 * float(np.arcsin(min(1.0, travelled / (2.0 * self.radius))))
 
     def __call__(self, t: float, travelled: float) -> float | None:
         q = self.opening(travelled)

@@ -80,6 +80,38 @@ def furthest_opening(prober: Prober, interactions: list[Interaction], part: str)
     return _furthest(_seen_openings(track, articulation))
 
 
+def hinge_radius(prober: Prober, interactions: list[Interaction], part: str) -> float | None:
+    """The radius a hand holding `part`'s handle goes round its hinge on, as the cameras see it:
+    the chord of the last grasp that turned it over the turn its marker made meanwhile. None if
+    not a hinge, never turned by a grasp, or not seen on both sides of it.
+
+    A circle fitted to a 5 cm stretch of the hand's path is a poor radius (one came out 7.4 cm
+    where hand and marker said 14): a turn read off the hand's travel on it was twice the door's.
+    """
+    io = prober.io
+    held = [i for i in interactions if i.part == part and i.moved and i.contact == "grasp" and len(i.times) >= 2]
+    if io.T_world_base is None or not held:
+        return None
+    track = io.tracker.tracks[part]
+    articulation = part_articulation(part, interactions, track, io.T_world_base)
+    if articulation.kind != "revolute" or len(track.times) < 2:
+        return None
+    last = held[-1]
+    times = np.asarray(track.times)
+    before, after = np.flatnonzero(times <= last.times[0]), np.flatnonzero(times >= last.times[-1])
+    if not len(before) or not len(after):
+        return None
+    turn = float(np.median([_turn_about(track.quaternions[b], track.quaternions[a], articulation.axis)
+                            for b in before[-3:] for a in after[:SLID_BACK_WINDOW]]))
+    if turn < HINGE_RADIUS_MIN_TURN:
+        return None
+    chord = float(np.linalg.norm(np.asarray(last.tcp_positions[-1]) - np.asarray(last.tcp_positions[0])))
+    return chord / (2.0 * np.sin(turn / 2.0))
+
+
+HINGE_RADIUS_MIN_TURN = 0.15  # rad: under this the marker's turn is mostly its noise
+
+
 def _seen_openings(track, articulation) -> np.ndarray:
     """The part's opening at each sighting of its marker, along (or about) the fitted axis."""
     _, positions, quaternions = track.arrays()

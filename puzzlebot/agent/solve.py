@@ -64,7 +64,7 @@ from puzzlebot.agent.locks import (
 )
 from puzzlebot.agent.model_building import fit_model
 from puzzlebot.agent.mpc import MPCConfig, MPCPace, OpeningMPC
-from puzzlebot.agent.part_state import opening
+from puzzlebot.agent.part_state import hinge_radius, opening
 from puzzlebot.agent.planning import robust_plan
 from puzzlebot.agent.probing import Interaction, Pace, Prober
 from puzzlebot.agent.rehearsal import Rehearsal, RehearsalConfig, Rehearser
@@ -287,7 +287,8 @@ class WorldModel:
         if self._pool is None:
             self._pool = rollout.Rollout(nthread=min(os.cpu_count() or 1, 4))
         mpc = OpeningMPC(rehearser, part, target, pushing, self.config.mpc_config, pool=self._pool)
-        pace = MPCPace(mpc, start, revolute=revolute)
+        radius = hinge_radius(self.prober, self.interactions, part) if revolute else None
+        pace = MPCPace(mpc, start, revolute=revolute, radius=radius)
         self._mpcs.append((part, target, pace))
         return pace
 

@@ -143,9 +143,10 @@ class PolicyPace:
 
     VELOCITY_TICKS = 5
 
-    def __init__(self, policy: SkillPolicy, start: float, target: float, revolute: bool):
+    def __init__(self, policy: SkillPolicy, start: float, target: float, revolute: bool, radius: float | None = None):
         self.policy, self.start, self.target, self.revolute = policy, float(start), float(target), revolute
         self.lever = float(policy.spec["lever"])
+        self.radius = self.lever if radius is None else float(radius)  # the hand's circle about a hinge
         self.finished = False
         self._history: list[tuple[float, float]] = []
         self._t0: float | None = None
@@ -154,7 +155,7 @@ class PolicyPace:
     def opening(self, travelled: float) -> float:
         if not self.revolute:
             return self.start + travelled / self.lever
-        return self.start + 2.0 * float(np.arcsin(min(1.0, travelled / (2.0 * self.lever))))
+        return self.start + 2.0 * float(np.arcsin(min(1.0, travelled / (2.0 * self.radius))))
 
     def __call__(self, t: float, travelled: float) -> float | None:
         spec = self.policy.spec
