@@ -64,6 +64,11 @@ class MPCConfig:
                 raise ValueError(f"MPCConfig.{name}: {getattr(self, name)!r} must be >= 0")
 
 
+def rollout_threads() -> int:
+    """Threads of an MPC's rollout pool (a pool passed to `OpeningMPC` must have as many)."""
+    return min(os.cpu_count() or 1, 4)
+
+
 @dataclass
 class MPCStats:
     """What the controller did: replans, compute, and the rollouts it ran."""
@@ -100,8 +105,8 @@ class OpeningMPC:
         self._best = np.full(config.knots, config.max_speed)  # m/s of hand travel at each knot
         self._rng = np.random.default_rng(config.seed)
         self._owns_pool = pool is None  # a caller's pool outlives this controller
-        self._pool = rollout.Rollout(nthread=min(os.cpu_count() or 1, 4)) if pool is None else pool
-        self._datas = [mujoco.MjData(base) for _ in range(min(os.cpu_count() or 1, 4))]
+        self._pool = rollout.Rollout(nthread=rollout_threads()) if pool is None else pool
+        self._datas = [mujoco.MjData(base) for _ in range(rollout_threads())]
         self._last_plan_t: float | None = None
         self.stats = MPCStats()
 

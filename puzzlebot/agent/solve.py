@@ -40,7 +40,6 @@ then paced by the MPC).
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 
@@ -63,7 +62,7 @@ from puzzlebot.agent.locks import (
     relevance,
 )
 from puzzlebot.agent.model_building import fit_model
-from puzzlebot.agent.mpc import MPCConfig, MPCPace, OpeningMPC
+from puzzlebot.agent.mpc import MPCConfig, MPCPace, OpeningMPC, rollout_threads
 from puzzlebot.agent.part_state import hinge_radius, opening
 from puzzlebot.agent.planning import robust_plan
 from puzzlebot.agent.probing import Interaction, Pace, Prober
@@ -285,7 +284,7 @@ class WorldModel:
             # paced to 2.18 rad by it went on to its stop at 2.50)
             return None
         if self._pool is None:
-            self._pool = rollout.Rollout(nthread=min(os.cpu_count() or 1, 4))
+            self._pool = rollout.Rollout(nthread=rollout_threads())
         mpc = OpeningMPC(rehearser, part, target, pushing, self.config.mpc_config, pool=self._pool)
         radius = hinge_radius(self.prober, self.interactions, part) if revolute else None
         pace = MPCPace(mpc, start, revolute=revolute, radius=radius)

@@ -1,0 +1,114 @@
+"""Self-distillation: the MPC (slow, the model in its head) taught to a small policy (fast)
+on the policy's own states, DAgger-style (Ross et al., 2011).
+
+Round 0 the teacher acts and labels its own states; from round 1 on the student acts and the
+teacher labels the states the student visits, and the student is refitted on everything
+labelled so far. The teacher sees the part's true state in the fitted model and plans on
+the posterior (`mpc.OpeningMPC`); the student sees what a deployed policy sees, delayed and
+noisy (`skill_env.SkillEnv`). The result is a `SkillPolicy` that needs no planning time.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from mujoco import rollout
+
+from puzzlebot.agent.mpc import MPCConfig, OpeningMPC, rollout_threads
+from puzzlebot.agent.policy.skill_env import SkillEnv, SkillEnvConfig
+from puzzlebot.agent.policy.skill_policy import OBS_FIELDS, SkillPolicy
+from puzzlebot.agent.rehearsal import Rehearser
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    rounds: int = 4  # DAgger rounds (round 0: the teacher acts)
+    episodes: int = 8  # per round
+    query_every: int = 2  # ticks between the teacher's labels
+    epochs: int = 300  # regression epochs per round, over all labels so far
+    learning_rate: float = 3e-3
+    hidden: tuple[int, ...] = (64, 64)
+    teacher: MPCConfig = field(default_factory=lambda: MPCConfig(candidates=16, samples=4, horizon_s=0.6))
+    env: SkillEnvConfig = field(default_factory=SkillEnvConfig)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("rounds", "episodes", "query_every", "epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"DistillConfig.{name}: {getattr(self, name)} must be >= 1")
+
+
+@dataclass
+class DistillReport:
+    labels: int = 0
+    teacher_s: float = 0.0  # compute spent planning labels
+    train_s: float = 0.0  # compute spent fitting the student
+    rounds: list[dict] = field(default_factory=list)  # per round: labels so far, the student's fit loss
+
+
+def distil_mpc(rehearser: Rehearser, part: str, pushing: bool,
+               config: DistillConfig = DistillConfig()) -> tuple[SkillPolicy, DistillReport]:
+    """A student policy for moving `part` to a target, distilled from the MPC (see the module)."""
+    env = SkillEnv(rehearser, part, pushing, config.env)
+    torch.manual_seed(config.seed)
+    student = _mlp(len(OBS_FIELDS), config.hidden)
+    spec = {"part": part, "pushing": pushing, "lever": env.lever, "max_speed": config.env.max_speed,
+            "max_s": config.env.max_s, "control_s": config.env.control_s, "tolerance": config.env.tolerance,
+            "rest_speed": config.env.rest_speed, "observation": OBS_FIELDS, "distilled_from": "mpc"}
+    policy = SkillPolicy(student, spec)
+    obs_data: list[np.ndarray] = []
+    act_data: list[float] = []
+    report = DistillReport()
+    with rollout.Rollout(nthread=rollout_threads()) as pool:
+        for round_ in range(config.rounds):
+            for episode in range(config.episodes):
+                obs, _ = env.reset(seed=config.seed + 1000 * round_ + episode)
+                teacher = OpeningMPC(rehearser, part, env.target, pushing, config.teacher, pool=pool)
+                label = 0.0
+                while True:
+                    if env.ticks % config.query_every == 0:
+                        tic = time.perf_counter()
+                        q, qd = env._state()
+                        label = teacher.plan(q, qd) if q < env.target else 0.0
+                        report.teacher_s += time.perf_counter() - tic
+                        obs_data.append(obs)
+                        act_data.append(label)
+                    speed = label if round_ == 0 else policy.speed(obs)
+                    obs, _, terminated, truncated, _ = env.step([2.0 * speed / config.env.max_speed - 1.0])
+                    if terminated or truncated:
+                        break
+            tic = time.perf_counter()
+            loss = _fit(student, np.array(obs_data), np.array(act_data) / config.env.max_speed * 2.0 - 1.0, config)
+            report.train_s += time.perf_counter() - tic
+            report.rounds.append({"labels": len(act_data), "loss": loss})
+    report.labels = len(act_data)
+    return policy, report
+
+
+def _mlp(inputs: int, hidden: tuple[int, ...]) -> torch.nn.Module:
+    layers: list[torch.nn.Module] = []
+    width = inputs
+    for h in hidden:
+        layers += [torch.nn.Linear(width, h), torch.nn.Tanh()]
+        width = h
+    layers += [torch.nn.Linear(width, 1), torch.nn.Tanh()]  # an action in [-1, 1]
+    return torch.nn.Sequential(*layers)
+
+
+def _fit(student: torch.nn.Module, obs: np.ndarray, actions: np.ndarray, config: DistillConfig) -> float:
+    """Full-batch regression of the student's action on the teacher's labels; the final loss."""
+    x = torch.as_tensor(obs, dtype=torch.float32)
+    y = torch.as_tensor(actions, dtype=torch.float32).reshape(-1, 1)
+    optimizer = torch.optim.Adam(student.parameters(), lr=config.learning_rate)
+    student.train()
+    loss = torch.tensor(0.0)
+    for _ in range(config.epochs):
+        optimizer.zero_grad()
+        loss = torch.nn.functional.mse_loss(student(x), y)
+        loss.backward()
+        optimizer.step()
+    student.eval()
+    return float(loss.detach())

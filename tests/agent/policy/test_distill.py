@@ -1,0 +1,38 @@
+"""The MPC distilled into a small policy on the policy's own states stops a coasting pushed
+drawer at its target as the MPC does, on posterior draws it never saw, without planning."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from puzzlebot.agent.policy.distill import DistillConfig, distil_mpc
+from puzzlebot.agent.policy.skill_env import SkillEnv, SkillEnvConfig
+from puzzlebot.agent.policy.skill_policy import evaluate
+from puzzlebot.agent.rehearsal import RehearsalConfig, Rehearser
+from tests.agent.test_fitted_model import drawer
+from tests.agent.test_rehearsal import model_of, with_dynamics
+
+
+def test_the_distilled_policy_brings_the_drawer_to_its_target_without_planning():
+    rehearser = Rehearser(model_of(with_dynamics(drawer(), 0.3, 0.2, 0.45)), RehearsalConfig(samples=8, threads=1))
+    policy, report = distil_mpc(rehearser, "drawer_0", pushing=True,
+                                config=DistillConfig(rounds=2, episodes=4, query_every=3, epochs=150))
+    assert report.labels > 50 and len(report.rounds) == 2 and report.rounds[-1]["labels"] == report.labels
+    env = SkillEnv(rehearser, "drawer_0", pushing=True, config=SkillEnvConfig(randomization="posterior"))
+    errors = np.abs(evaluate(policy, env, episodes=20, seed=5000))
+    assert np.median(errors) <= 0.003 and np.mean(errors <= 0.005) >= 0.8
+    obs = env.reset(seed=0)[0]
+    tic = time.perf_counter()
+    for _ in range(100):
+        policy.speed(obs)
+    per_step = (time.perf_counter() - tic) / 100
+    assert per_step < 0.1 * report.teacher_s / report.labels  # a tenth of a teacher's label, at most
+
+
+@pytest.mark.parametrize("field", ["rounds", "episodes", "query_every", "epochs"])
+def test_impossible_distill_configs_name_the_field(field):
+    with pytest.raises(ValueError, match=field):
+        DistillConfig(**{field: 0})
