@@ -76,6 +76,13 @@ def skill_pacer(variant: str, world_model: WorldModel, prober, part: str, lever:
     raise ValueError(f"unknown variant {variant!r}; choose from {VARIANTS}")
 
 
+def trial_parts(depths: list[int], seeds: int, quick: bool) -> list[tuple[Any, str, int]]:
+    """(spec, part, emulator seed) for every paced part of the held-out lockboxes (the first only if `quick`)."""
+    puzzles = held_out_puzzles(depths, seeds)
+    parts = [(spec, part, i) for i, (_, spec) in enumerate(puzzles) for part in paced_parts(spec)]
+    return parts[:1] if quick else parts
+
+
 def trial(spec, part: str, variant: str, seed: int, first: float, more: float, runs: Path,
           pacer_for: Callable[..., tuple[Pacer | None, dict[str, Any]]] = skill_pacer) -> dict[str, Any]:
     """One episode: open `part` `first` m of hand travel model-free, fit, then move it `more` m
@@ -206,10 +213,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1)
     args = parser.parse_args()
     depths, seeds = ([1], 1) if args.quick else (parse_depths(args.depths), args.seeds)
-    puzzles = held_out_puzzles(depths, seeds)
-    parts = [(spec, part, i) for i, (_, spec) in enumerate(puzzles) for part in paced_parts(spec)]
-    if args.quick:
-        parts = parts[:1]
+    parts = trial_parts(depths, seeds, args.quick)
     variants = VARIANTS[:2] if args.quick else VARIANTS
     tasks = [(spec, part, variant, seed) for spec, part, seed in parts for variant in variants]
     t0 = time.monotonic()

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from held_out import held_out_puzzles, machine, parse_depths, run_episodes, write_results
-from mpc_skill import paced_parts, run_one
+from held_out import machine, parse_depths, run_episodes, write_results
+from mpc_skill import run_one, trial_parts
 
 from puzzlebot.agent.part_state import hinge_radius
 from puzzlebot.agent.policy.skill_env import SkillEnvConfig
@@ -115,10 +115,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1)
     args = parser.parse_args()
     depths, seeds = ([1], 1) if args.quick else (parse_depths(args.depths), args.seeds)
-    puzzles = held_out_puzzles(depths, seeds)
-    parts = [(spec, part, i) for i, (_, spec) in enumerate(puzzles) for part in paced_parts(spec)]
-    if args.quick:
-        parts = parts[:1]
+    parts = trial_parts(depths, seeds, args.quick)
     variants = ["posterior_dr"] if args.quick else list(VARIANTS)
     tasks = [(spec, part, variant, seed) for spec, part, seed in parts for variant in variants]
     t0 = time.monotonic()
