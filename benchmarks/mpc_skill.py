@@ -200,17 +200,22 @@ def run_one(task, first: tuple[float, float], more: tuple[float, float], runs: P
                 "error": f"{type(err).__name__}: {err}"}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_protocol_args(parser: argparse.ArgumentParser, quick_help: str, runs: str) -> None:
+    """The trial protocol's options, shared with `transfer.py`."""
     parser.add_argument("--depths", default="1-2")  # deeper lockboxes have no free slide or grasped hinge
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first", type=float, nargs=2, default=(0.02, 0.05), metavar=("SLIDE", "HINGE"),
                         help="m of hand travel opened model-free first (a hinge needs an arc to be told from a line)")
     parser.add_argument("--more", type=float, nargs=2, default=(0.02, 0.04), metavar=("SLIDE", "HINGE"),
                         help="m of hand travel further, to the target (a door turns 1.0-1.4 rad on ~10 cm)")
-    parser.add_argument("--quick", action="store_true", help="one part, mpc and follow")
-    parser.add_argument("--runs", type=Path, default=Path("outputs/benchmarks/mpc_skill"))
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--runs", type=Path, default=Path(runs))
     parser.add_argument("--jobs", type=int, default=1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_protocol_args(parser, quick_help="one part, mpc and follow", runs="outputs/benchmarks/mpc_skill")
     args = parser.parse_args()
     depths, seeds = ([1], 1) if args.quick else (parse_depths(args.depths), args.seeds)
     parts = trial_parts(depths, seeds, args.quick)

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 from held_out import machine, parse_depths, run_episodes, write_results
-from mpc_skill import run_one, trial_parts
+from mpc_skill import add_protocol_args, run_one, trial_parts
 
 from puzzlebot.agent.part_state import hinge_radius
 from puzzlebot.agent.policy.skill_env import SkillEnvConfig
@@ -105,14 +105,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--depths", default="1-2")
-    parser.add_argument("--seeds", type=int, default=3)
+    add_protocol_args(parser, quick_help="one part, posterior_dr only", runs="outputs/benchmarks/transfer")
     parser.add_argument("--steps", type=int, default=20_000, help="PPO ticks per policy")
-    parser.add_argument("--first", type=float, nargs=2, default=(0.02, 0.05), metavar=("SLIDE", "HINGE"))
-    parser.add_argument("--more", type=float, nargs=2, default=(0.02, 0.04), metavar=("SLIDE", "HINGE"))
-    parser.add_argument("--quick", action="store_true", help="one part, posterior_dr only")
-    parser.add_argument("--runs", type=Path, default=Path("outputs/benchmarks/transfer"))
-    parser.add_argument("--jobs", type=int, default=1)
     args = parser.parse_args()
     depths, seeds = ([1], 1) if args.quick else (parse_depths(args.depths), args.seeds)
     parts = trial_parts(depths, seeds, args.quick)
