@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import platform
+import re
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 from rich.progress import Progress
 
+from puzzlebot.files import write_text_atomic
 from puzzlebot.sim.generator import GeneratorConfig, generate
 from puzzlebot.sim.spec import PuzzleSpec
 
@@ -51,28 +53,76 @@ def parse_seeds_at(items: list[str]) -> dict[int, int]:
     return out
 
 
+class EpisodeCheckpoint:
+    """Finished episodes' rows, one file each under `folder`, so a long run that stops (a killed
+    job, a session that ends) resumes where it was. A row is reused only when it was played by the
+    same code with the same settings (`fingerprint`); any other row is played again."""
+
+    def __init__(self, folder: Path, fingerprint: dict[str, Any]):
+        self.folder = Path(folder)
+        self.fingerprint = {"code": code_version(), **fingerprint}
+
+    def _path(self, key: str) -> Path:
+        return self.folder / (re.sub(r"[^A-Za-z0-9_.-]+", "_", key).strip("_") + ".json")
+
+    def load(self, key: str) -> dict[str, Any] | None:
+        path = self._path(key)
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        if saved.get("key") != key or saved.get("fingerprint") != self.fingerprint:
+            return None
+        return saved["row"]
+
+    def save(self, key: str, row: dict[str, Any]) -> None:
+        write_text_atomic(self._path(key), json.dumps({"key": key, "fingerprint": self.fingerprint, "row": row}))
+
+
+def episode_checkpoint(args: Any) -> EpisodeCheckpoint:
+    """The checkpoint of a benchmark's run folder (`args.runs`/episodes), fingerprinted by every
+    option that changes what an episode plays (not --jobs or --runs)."""
+    settings = {key: str(value) for key, value in sorted(vars(args).items()) if key not in ("jobs", "runs")}
+    return EpisodeCheckpoint(Path(args.runs) / "episodes", settings)
+
+
 def run_episodes(tasks: list[Any], play: Callable[[Any], dict[str, Any]], jobs: int,
-                 label: Callable[[Any], str]) -> list[dict[str, Any]]:
+                 label: Callable[[Any], str], checkpoint: EpisodeCheckpoint | None = None) -> list[dict[str, Any]]:
     """`play(task)` for every task, `jobs` at a time (each in its own process when jobs > 1: an
     episode's emulator is a process of its own as well); rows in task order. `play` must be a
-    module-level function (or a partial of one) that turns its own failures into rows."""
+    module-level function (or a partial of one) that turns its own failures into rows. With a
+    `checkpoint`, every finished row is saved as it comes and rows saved earlier are not replayed;
+    `label(task)` is the key, so labels must be unique."""
+    keys = [label(task) for task in tasks]
+    if len(set(keys)) != len(keys):
+        raise ValueError("run_episodes: task labels must be unique (they key the checkpoint)")
     rows: dict[int, dict[str, Any]] = {}
+    if checkpoint is not None:
+        for k, key in enumerate(keys):
+            row = checkpoint.load(key)
+            if row is not None:
+                rows[k] = row
+    todo = [k for k in range(len(tasks)) if k not in rows]
     with Progress() as progress:
-        bar = progress.add_task("episodes", total=len(tasks))
+        if rows:
+            progress.console.print(f"resumed {len(rows)} of {len(tasks)} episodes from {checkpoint.folder}")
+        bar = progress.add_task("episodes", total=len(tasks), completed=len(rows))
 
         def done(k: int, row: dict[str, Any]) -> None:
             rows[k] = row
+            if checkpoint is not None:
+                checkpoint.save(keys[k], row)
             if "error" in row:
-                progress.console.print(f"[red]{label(tasks[k])} failed:[/] {row['error']}")
+                progress.console.print(f"[red]{keys[k]} failed:[/] {row['error']}")
             progress.advance(bar)
 
         if jobs <= 1:
-            for k, task in enumerate(tasks):
-                progress.update(bar, description=label(task))
-                done(k, play(task))
+            for k in todo:
+                progress.update(bar, description=keys[k])
+                done(k, play(tasks[k]))
         else:
             with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = {pool.submit(play, task): k for k, task in enumerate(tasks)}
+                futures = {pool.submit(play, tasks[k]): k for k in todo}
                 for future in as_completed(futures):
                     done(futures[future], future.result())
     return [rows[k] for k in range(len(tasks))]

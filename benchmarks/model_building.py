@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from held_out import held_out_puzzles, machine, parse_depths, run_episodes, write_results
+from held_out import episode_checkpoint, held_out_puzzles, machine, parse_depths, run_episodes, write_results
 
 from puzzlebot.agent.affordances import marker_sheet
 from puzzlebot.agent.explorer import ExplorerConfig
@@ -195,7 +195,8 @@ def main() -> None:
     t0 = time.monotonic()
     tasks = [(i, spec, strategy) for i, spec in enumerate(specs) for strategy in ("active", "random")]
     runs = run_episodes(tasks, partial(_play, max_probes=args.max_probes, runs=args.runs), args.jobs,
-                        label=lambda task: f"{task[1].name} ({len(task[1].parts)} parts): {task[2]}")
+                        label=lambda task: f"{task[1].name} ({len(task[1].parts)} parts): {task[2]}",
+                        checkpoint=episode_checkpoint(args))
     summary = summarize(runs)
     meta = {"puzzles": len(specs), "depths": f"{depths[0]}-{depths[-1]}", "seeds": seeds, "quick": args.quick,
             "jobs": args.jobs,

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from held_out import held_out_puzzles, machine, parse_depths, run_episodes, write_results
+from held_out import episode_checkpoint, held_out_puzzles, machine, parse_depths, run_episodes, write_results
 
 from puzzlebot.agent.affordances import marker_sheet
 from puzzlebot.agent.explorer import ArmMoves, ExplorerConfig, prior_beliefs
@@ -223,7 +223,8 @@ def main() -> None:
     tasks = [(spec, part, variant, seed) for spec, part, seed in parts for variant in variants]
     t0 = time.monotonic()
     rows = run_episodes(tasks, partial(run_one, first=args.first, more=args.more, runs=args.runs), args.jobs,
-                        label=lambda t: f"{t[0].name} {t[1]}: {t[2]}")
+                        label=lambda t: f"{t[0].name} {t[1]}: {t[2]}",
+                        checkpoint=episode_checkpoint(args))
     summary = summarize(rows)
     meta = {"trials": len(tasks), "parts": len(parts), "depths": f"{depths[0]}-{depths[-1]}", "seeds": seeds,
             "first": args.first, "more": args.more, "jobs": args.jobs, "quick": args.quick, "machine": machine(),

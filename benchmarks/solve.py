@@ -38,7 +38,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from held_out import held_out_puzzles, machine, parse_depths, parse_seeds_at, run_episodes, write_results
+from held_out import (
+    episode_checkpoint,
+    held_out_puzzles,
+    machine,
+    parse_depths,
+    parse_seeds_at,
+    run_episodes,
+    write_results,
+)
 
 from puzzlebot.agent.affordances import marker_sheet, task_goals
 from puzzlebot.agent.agents import solve_setup
@@ -199,7 +207,8 @@ def main() -> None:
     t0 = time.monotonic()
     tasks = [(i, depth, spec, agent) for i, (depth, spec) in enumerate(puzzles) for agent in AGENTS]
     rows = run_episodes(tasks, partial(_run_one, budget=budget, runs=args.runs), args.jobs,
-                        label=lambda task: f"{task[2].name}: {task[3]}")
+                        label=lambda task: f"{task[2].name}: {task[3]}",
+                        checkpoint=episode_checkpoint(args))
     goal_of = {spec.name: task_goals(spec)[0].part for _, spec in puzzles}
     for row in rows:  # one process, nothing else running: the throughput is not shared with an episode
         if row.get("fitted_model"):

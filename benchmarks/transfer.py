@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from held_out import machine, parse_depths, run_episodes, write_results
+from held_out import episode_checkpoint, machine, parse_depths, run_episodes, write_results
 from mpc_skill import add_protocol_args, run_one, trial_parts
 
 from puzzlebot.agent.part_state import hinge_radius
@@ -115,7 +115,8 @@ def main() -> None:
     t0 = time.monotonic()
     pacer = partial(policy_pacer, steps=args.steps, folder=args.runs / "policies")
     rows = run_episodes(tasks, partial(run_one, first=tuple(args.first), more=tuple(args.more), runs=args.runs,
-                                       pacer_for=pacer), args.jobs, label=lambda t: f"{t[0].name} {t[1]}: {t[2]}")
+                                       pacer_for=pacer), args.jobs, label=lambda t: f"{t[0].name} {t[1]}: {t[2]}",
+                        checkpoint=episode_checkpoint(args))
     summary = summarize(rows)
     meta = {"trials": len(tasks), "parts": len(parts), "depths": f"{depths[0]}-{depths[-1]}", "seeds": seeds,
             "steps": args.steps, "first": args.first, "more": args.more, "jobs": args.jobs, "quick": args.quick,
