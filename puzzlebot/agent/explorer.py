@@ -274,11 +274,14 @@ def explore(prober: Prober, parts: list[str], config: ExplorerConfig = ExplorerC
     return Exploration(beliefs, result, arm.interactions, prober.io.state.t - t0, chooser.seconds, lock_probes)
 
 
-def prior_beliefs(prober: Prober, parts: list[str], config: ExplorerConfig) -> LockBeliefs:
-    """The lock beliefs before any probe: prior odds by handle kind, and the moves the config rules out."""
+def prior_beliefs(prober: Prober, parts: list[str], config: ExplorerConfig,
+                  edge_odds: dict[tuple[str, str], float] | None = None) -> LockBeliefs:
+    """The lock beliefs before any probe: prior odds by handle kind (or per pair, `edge_odds`:
+    a family's lock pattern, `agent.memory`), and the moves the config rules out."""
     odds = dict(config.locked_prior)
     modes = {part: prober.io.sheet.affordances[part].mode for part in parts}
-    beliefs = LockBeliefs(parts, slip=config.slip, size_prior={p: odds.get(modes[p], 0.3) for p in parts})
+    beliefs = LockBeliefs(parts, slip=config.slip, size_prior={p: odds.get(modes[p], 0.3) for p in parts},
+                          edge_odds=edge_odds)
     if not config.allow_close:
         beliefs.cannot.update((part, CLOSE) for part in parts)
     if not config.allow_test:

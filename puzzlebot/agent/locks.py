@@ -78,13 +78,17 @@ class LockBeliefs:
     """Posterior over each part's blocker set, from attempts (factored per part)."""
 
     def __init__(self, parts: Sequence[str], max_blockers: int = 2, slip: float = 0.05,
-                 size_prior: float | Mapping[str, float] = 0.3):
+                 size_prior: float | Mapping[str, float] = 0.3,
+                 edge_odds: Mapping[tuple[str, str], float] | None = None):
         """Args:
             parts: every part that can be tried.
             max_blockers: largest blocker set considered per part.
             slip: probability an attempt's outcome contradicts the true lock state (failed grasp, ...).
             size_prior: prior weight ratio per extra blocker (0.3: one blocker is 0.3x as likely as none);
                 per part, a mapping (a drawer is more often locked than the bolt beside it).
+            edge_odds: prior odds that `blocker` blocks `part`, per (blocker, part) pair (e.g. a
+                family's lock pattern, `agent.memory`); replaces `size_prior` where given. A blocker
+                set's prior weight is the product of its edges' odds.
         """
         self.parts = tuple(parts)
         if len(self.parts) > MAX_PARTS:
@@ -100,7 +104,10 @@ class LockBeliefs:
             owner += [i] * len(sets)
             masks += [self._bits(s) for s in sets]
             ratio = size_prior[part] if isinstance(size_prior, Mapping) else size_prior
-            prior = np.array([len(s) * np.log(ratio) for s in sets])
+            odds = {b: (edge_odds or {}).get((b, part), ratio) for b in others}
+            if not all(np.isfinite(v) and v > 0 for v in odds.values()):
+                raise ValueError(f"edge_odds for part {part!r}: every odds must be finite and > 0, got {odds}")
+            prior = np.array([sum(np.log(odds[b]) for b in s) for s in sets])
             logp += list(prior - _logsumexp(prior))
         self._owner = np.array(owner)  # hypothesis -> the part it is about
         self._mask = np.array(masks, dtype=np.int64)  # hypothesis -> its blockers as bits
@@ -144,6 +151,20 @@ class LockBeliefs:
         self.update_all(attempts)
 
     # ------------------------------------------------------------------ queries
+
+    def settled(self, part: str) -> float:
+        """How far the evidence has settled `part`'s blocker set: 0 while its most probable set is
+        no likelier than under the prior, 1 once one set is certain."""
+        seg = self._segment(part)
+        post, prior = np.exp(self._logp[seg]).max(), np.exp(self._prior_logp[seg]).max()
+        return float(np.clip((post - prior) / max(1e-12, 1.0 - prior), 0.0, 1.0))
+
+    def log_likelihood(self, part: str) -> np.ndarray:
+        """The evidence on `part`'s blocker sets, `hypotheses[part]`: log posterior less log prior
+        (up to a constant), what a different prior would be combined with (`agent.memory`)."""
+        seg = self._segment(part)
+        out = self._logp[seg] - self._prior_logp[seg]
+        return out - out.max()
 
     def probability_blocks(self, blocker: str, part: str) -> float:
         """Marginal probability that `blocker` blocks `part`."""

@@ -33,6 +33,9 @@ from puzzlebot.real.interface import RobotState
 from puzzlebot.sim.frames import quat_from_matrix, tool_quat
 from puzzlebot.sim.robots.base import HandGeometry
 
+CANONICAL = ("pull or press", "+across", "-across", "+up across", "-up across")
+"""The five ways a handle is tried (`canonical_directions`)."""
+
 
 @dataclass(frozen=True)
 class ProbeConfig:
@@ -75,7 +78,15 @@ class ProbeConfig:
     table_clearance: float = 0.008  # m the hand's envelope keeps above the table
     finger_clearance: float = 0.004  # m closed fingers keep above it, pushing or pressing a low handle
     max_tilt_deg: float = 40.0  # how far the hand pitches up from a handle to clear the table
+    direction_order: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    """Per handle kind, the order in which to try `canonical_directions` when nothing says which
+    way a part gives (e.g. learned over a family of puzzles, `agent.memory`); the default order
+    otherwise: pull or press first, then across."""
 
+    def __post_init__(self) -> None:
+        for mode, order in self.direction_order:
+            if sorted(order) != list(range(len(CANONICAL))):
+                raise ValueError(f"ProbeConfig.direction_order[{mode!r}]: {order} must order 0..{len(CANONICAL) - 1}")
 
     def speed_steps(self, travelled: float) -> float:
         """Follow speed after `travelled` metres: alternating 1x and `speed_ratio`x, so friction and damping
@@ -275,17 +286,12 @@ class Prober:
 
     def _candidates(self, aff: Affordance, approach: np.ndarray, grip_axis: np.ndarray | None,
                     hint: np.ndarray | None) -> list[np.ndarray]:
-        """Directions to try, most likely first: pull (grasp) or press (push), then across."""
-        if grip_axis is not None:
-            u = grip_axis
-        else:  # a push handle: any basis of the plane across the approach, horizontal first
-            u = np.cross(approach, [0.0, 0.0, 1.0])
-            if np.linalg.norm(u) < 1e-6:
-                u = np.cross(approach, [0.0, 1.0, 0.0])
-            u /= np.linalg.norm(u)
-        v = np.cross(approach, u)
-        first = -approach if aff.mode == "grasp" else approach
-        out = [first, u, -u, v, -v]
+        """Directions to try, most likely first: the hint, then `canonical_directions` in the
+        config's learned order for this handle kind, or pull (grasp) or press (push), then across."""
+        out = canonical_directions(aff.mode, approach, grip_axis)
+        order = dict(self.config.direction_order).get(aff.mode)
+        if order is not None:
+            out = [out[i] for i in order]
         if hint is not None:
             h = hint / np.linalg.norm(hint)
             out = [h] + [d for d in out if d @ h < 0.9]
@@ -660,6 +666,22 @@ class Prober:
             drift = float(np.linalg.norm(sideways))
             _trim(record, max(0, first_touch - 5))
         return Pushed(travelled, gave, drift)
+
+
+def canonical_directions(mode: str, approach: np.ndarray, grip_axis: np.ndarray | None) -> list[np.ndarray]:
+    """The five ways to try a handle (`CANONICAL`), in the world: along the approach (pulled if
+    grasped, pressed if pushed), then both ways along the bar (or horizontally across a push
+    handle), then both ways across both."""
+    if grip_axis is not None:
+        u = np.asarray(grip_axis, dtype=float)
+    else:  # a push handle: any basis of the plane across the approach, horizontal first
+        u = np.cross(approach, [0.0, 0.0, 1.0])
+        if np.linalg.norm(u) < 1e-6:
+            u = np.cross(approach, [0.0, 1.0, 0.0])
+        u /= np.linalg.norm(u)
+    v = np.cross(approach, u)
+    first = -approach if mode == "grasp" else approach
+    return [first, u, -u, v, -v]
 
 
 @dataclass(frozen=True)

@@ -61,11 +61,12 @@ from puzzlebot.agent.locks import (
     probes_allowed,
     relevance,
 )
+from puzzlebot.agent.memory import FamilyMemory, PartView
 from puzzlebot.agent.model_building import fit_model
 from puzzlebot.agent.mpc import MPCConfig, MPCPace, OpeningMPC, rollout_threads
 from puzzlebot.agent.part_state import hinge_radius, opening
 from puzzlebot.agent.planning import robust_plan
-from puzzlebot.agent.probing import Interaction, Pace, Prober
+from puzzlebot.agent.probing import Interaction, Pace, Prober, canonical_directions
 from puzzlebot.agent.rehearsal import Rehearsal, RehearsalConfig, Rehearser
 
 
@@ -113,14 +114,20 @@ class SolveOutcome:
     decide_s: float = 0.0
     model: FittedModel | None = None  # the last model refitted for a rehearsal (None if none was needed)
     mpc: list[dict] = field(default_factory=list)  # per paced move: part, target, replans, compute
+    views: dict[str, PartView] = field(default_factory=dict)  # what was seen of each part before any move
 
 
-def solve(prober: Prober, parts: list[str], goals: list[TaskGoal], config: SolveConfig = SolveConfig()) -> SolveOutcome:
-    """Act on the puzzle until every goal holds by the agent's estimate, or a budget runs out."""
+def solve(prober: Prober, parts: list[str], goals: list[TaskGoal], config: SolveConfig = SolveConfig(),
+          memory: FamilyMemory | None = None) -> SolveOutcome:
+    """Act on the puzzle until every goal holds by the agent's estimate, or a budget runs out.
+    With `memory` (what earlier puzzles of the family taught), the lock beliefs start from the
+    family's lock pattern instead of the default odds."""
     unknown = sorted({g.part for g in goals} - set(parts))
     if unknown:
         raise ValueError(f"goal parts {unknown} are not among the seen parts {parts}: the agent cannot act on them")
-    beliefs = prior_beliefs(prober, parts, config.explorer)
+    views = {p: part_view(prober, p) for p in parts}
+    beliefs = prior_beliefs(prober, parts, config.explorer,
+                            edge_odds=memory.edge_odds(views) if memory is not None else None)
     arm = ArmMoves(prober, None, beliefs.cannot)
     chooser = ActiveExplorer(horizon=config.explorer.horizon)
     random_moves = config.explorer.strategy == "random"  # the baseline: same skills, moves drawn uniformly
@@ -230,9 +237,17 @@ def solve(prober: Prober, parts: list[str], goals: list[TaskGoal], config: Solve
                     failed_in_state[key] = failed_in_state.get(key, 0) + 1
         decide += sum(p["compute_s"] for p in world_model.paced)  # the MPC plans while the arm moves
         return SolveOutcome(not pending, reason, beliefs, attempts, arm.interactions, steps, openings,
-                            io.state.t - t0, decide, world_model.model, world_model.paced)
+                            io.state.t - t0, decide, world_model.model, world_model.paced, views)
     finally:
         world_model.close()
+
+
+def part_view(prober: Prober, part: str) -> PartView:
+    """What the sheet and the cameras show of `part` now (before any move: as it stands at rest)."""
+    mode = prober.io.sheet.affordances[part].mode
+    point, approach, grip = prober.io.handle_world(part)
+    return PartView(mode, tuple(map(float, point)),
+                    tuple(tuple(map(float, d)) for d in canonical_directions(mode, approach, grip)))
 
 
 def _goal_target(goal: TaskGoal, margin: float) -> float | None:

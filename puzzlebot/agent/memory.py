@@ -1,0 +1,207 @@
+"""What puzzlebot carries from one puzzle to the next of a family (learning across puzzles).
+
+A lab that hands puzzlebot ten lockboxes from one maker expects the tenth to go faster than
+the first: the drawers were the locked ones, the knobs beside them what locked them, the bolts
+slid sideways. `FamilyMemory` keeps what the agent concluded from each puzzle it finished —
+the evidence its own probes gave on every part's blockers (never the puzzle's truth), which
+way each part gave, and its fitted dynamics — and turns all of it into priors for the next:
+
+- lock pattern: the odds that one part blocks another, from what the marker sheet and the
+  first look show of the pair (both handles' kinds, and whether the blocker is among the
+  part's two nearest handles). The weights are refitted on every part seen so far (replay)
+  by maximising the marginal likelihood of the probes' evidence (empirical Bayes), with a
+  Gaussian prior centred on the default odds: evidence that cannot tell two blocker sets
+  apart (a distractor opened before the drawer: did it block it too?) moves nothing, and one
+  odd puzzle cannot overwrite ten;
+- directions: per handle kind, how often each of the prober's five ways
+  (`probing.CANONICAL`) was the one a part gave to, so the likeliest is tried first;
+- dynamics: per (handle kind, joint kind), the log-normal spread of the friction, damping and
+  inertia fitted so far.
+
+It is saved as JSON (atomically) and grows by `learn` after each puzzle.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import minimize
+from scipy.special import logsumexp, softmax
+
+from puzzlebot.agent.locks import OPEN, LockBeliefs
+from puzzlebot.agent.probing import CANONICAL, Interaction, ProbeConfig
+from puzzlebot.agent.sysid import PARAMS
+from puzzlebot.files import write_text_atomic
+
+MODES = ("grasp", "push")
+PAIR_FEATURES = ("push blocks grasp", "push blocks push", "grasp blocks grasp", "grasp blocks push",
+                 "nearest handle", "second nearest handle")
+DEFAULT_ODDS = {"grasp": 1.0, "push": 0.3}  # `explorer.ExplorerConfig.locked_prior`, by the blocked part's kind
+PRIOR_STD = 1.5  # of each weight (log odds) around the default's: ten puzzles move it, one does not
+SAME_WAY = 0.9  # cosine between a tried direction and a canonical one that counts as the same way
+
+
+@dataclass(frozen=True)
+class PartView:
+    """What the sheet and the cameras' first look show of a part before it is touched."""
+
+    mode: str  # the handle's kind on the marker sheet: "grasp" | "push"
+    handle: tuple[float, ...]  # the handle's point at rest, m, world
+    directions: tuple[tuple[float, ...], ...] = ()  # `probing.canonical_directions` at rest, world
+
+
+def pair_features(views: dict[str, PartView], blocker: str, part: str) -> np.ndarray:
+    """The features of "`blocker` blocks `part`" (`PAIR_FEATURES`)."""
+    x = np.zeros(len(PAIR_FEATURES))
+    x[_cell(views[blocker].mode, views[part].mode)] = 1.0
+    here = np.asarray(views[part].handle)
+    others = sorted((p for p in views if p != part), key=lambda p: np.linalg.norm(np.asarray(views[p].handle) - here))
+    rank = others.index(blocker)
+    if rank < 2:
+        x[4 + rank] = 1.0
+    return x
+
+
+def _cell(blocker_mode: str, part_mode: str) -> int:
+    for mode in (blocker_mode, part_mode):
+        if mode not in MODES:
+            raise ValueError(f"handle mode {mode!r}: expected one of {MODES}")
+    return {("push", "grasp"): 0, ("push", "push"): 1, ("grasp", "grasp"): 2, ("grasp", "push"): 3}[
+        (blocker_mode, part_mode)]
+
+
+def default_weights(odds: dict[str, float] = DEFAULT_ODDS) -> np.ndarray:
+    """The weights that give the default prior: odds by the blocked part's kind, nothing else."""
+    w = np.zeros(len(PAIR_FEATURES))
+    w[0] = w[2] = np.log(odds["grasp"])
+    w[1] = w[3] = np.log(odds["push"])
+    return w
+
+
+@dataclass
+class FamilyMemory:
+    """The evidence and fits of the puzzles finished so far (see the module doc)."""
+
+    puzzles: list[str] = field(default_factory=list)
+    locks: list[dict] = field(default_factory=list)  # per part: its blocker sets' features and log-likelihood
+    directions: dict[str, list[int]] = field(default_factory=dict)  # mode -> times each canonical way gave
+    dynamics: dict[str, list[list[float]]] = field(default_factory=dict)  # "mode/kind" -> log PARAMS per joint
+    default_odds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_ODDS))
+
+    # ------------------------------------------------------------------ priors for the next puzzle
+
+    def lock_weights(self) -> np.ndarray:
+        """Log-odds weights of `PAIR_FEATURES`: the default's, moved by the marginal likelihood
+        of every part's evidence so far (MAP under the Gaussian prior)."""
+        w0 = default_weights(self.default_odds)
+        informative = [(np.array(r["features"]), np.array(r["loglik"])) for r in self.locks if np.ptp(r["loglik"]) > 0]
+        if not informative:
+            return w0
+
+        def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+            value, grad = 0.5 * np.sum((w - w0) ** 2) / PRIOR_STD**2, (w - w0) / PRIOR_STD**2
+            for F, ll in informative:  # -log sum_S p(evidence | S) p(S | w), p(S | w) = exp(F_S w) / Z(w)
+                prior = F @ w
+                value -= logsumexp(ll + prior) - logsumexp(prior)
+                grad -= softmax(ll + prior) @ F - softmax(prior) @ F
+            return float(value), grad
+
+        # Without closes the probes cannot rule out an extra blocker that was opened before the
+        # part (was the distractor opened before the drawer a second lock on it?), so the
+        # likelihood only ever rises with an edge kind's odds: the evidence may lower them
+        # below the default's, never raise them above it.
+        bounds = [(None, w) for w in w0[:4]] + [(None, None)] * (len(w0) - 4)
+        return minimize(loss, w0, jac=True, method="L-BFGS-B", bounds=bounds).x
+
+    def edge_odds(self, views: dict[str, PartView]) -> dict[tuple[str, str], float]:
+        """Prior odds that each part blocks each other (for `LockBeliefs(edge_odds=...)`)."""
+        w = self.lock_weights()
+        return {(b, p): float(np.exp(np.clip(pair_features(views, b, p) @ w, -12.0, 12.0)))
+                for p in views for b in views if b != p}
+
+    def direction_order(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """Per handle kind seen so far, the canonical ways most often given to first (ties: the
+        default order), for `ProbeConfig.direction_order`."""
+        return tuple((mode, tuple(sorted(range(len(CANONICAL)), key=lambda i: (-counts[i], i))))
+                     for mode, counts in sorted(self.directions.items()))
+
+    def probe_config(self, base: ProbeConfig | None = None) -> ProbeConfig:
+        """`base` (the default probe config if None) with the family's direction order."""
+        return replace(base or ProbeConfig(), direction_order=self.direction_order())
+
+    def dynamics_prior(self, mode: str, kind: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """Mean and standard deviation of the log of each of `sysid.PARAMS` over the family's
+        fitted joints of this handle and joint kind (None before two were fitted)."""
+        rows = self.dynamics.get(f"{mode}/{kind}", [])
+        if len(rows) < 2:
+            return None
+        logs = np.array(rows)
+        return logs.mean(axis=0), logs.std(axis=0, ddof=1)
+
+    # ------------------------------------------------------------------ learning
+
+    def learn(self, puzzle: str, beliefs: LockBeliefs, views: dict[str, PartView],
+              interactions: list[Interaction] = (), model=None) -> None:
+        """Add what one finished puzzle showed: every part's evidence on its blocker sets (the
+        beliefs' likelihood, with each set's features), which canonical way each part gave to
+        when it opened, and the dynamics of every joint fitted in `model` (a `FittedModel`)."""
+        missing = sorted(set(beliefs.parts) - set(views))
+        if missing:
+            raise ValueError(f"FamilyMemory.learn({puzzle!r}): no view of parts {missing}")
+        for part in beliefs.parts:
+            features = [sum((pair_features(views, b, part) for b in blockers), np.zeros(len(PAIR_FEATURES)))
+                        for blockers in beliefs.hypotheses[part]]
+            self.locks.append({"puzzle": puzzle, "part": part, "features": np.array(features).tolist(),
+                               "loglik": np.maximum(beliefs.log_likelihood(part), -50.0).tolist()})
+        for interaction in interactions:
+            view = views.get(interaction.part)
+            if not (interaction.moved and interaction.direction == OPEN and interaction.tried and view
+                    and view.directions):
+                continue
+            cosines = np.array(view.directions) @ np.asarray(interaction.tried[-1])
+            if cosines.max() >= SAME_WAY:
+                counts = self.directions.setdefault(view.mode, [0] * len(CANONICAL))
+                counts[int(np.argmax(cosines))] += 1
+        for fitted in (model.parts if model is not None else []):
+            if fitted.dynamics is None or fitted.name not in views:
+                continue
+            values = fitted.dynamics.values
+            key = f"{views[fitted.name].mode}/{fitted.articulation.kind}"
+            self.dynamics.setdefault(key, []).append([float(np.log(values[k])) for k in PARAMS])
+        self.puzzles.append(puzzle)
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path: str | Path) -> None:
+        write_text_atomic(path, json.dumps(asdict(self), indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path) -> FamilyMemory:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not a family memory (bad JSON: {err})") from err
+        known = {"puzzles", "locks", "directions", "dynamics", "default_odds"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown family-memory field {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        memory = cls(**data)
+        for i, record in enumerate(memory.locks):
+            F, ll = np.asarray(record.get("features", [])), np.asarray(record.get("loglik", []))
+            if (F.ndim != 2 or F.shape[1] != len(PAIR_FEATURES) or ll.shape != (F.shape[0],)
+                    or not np.isfinite(ll).all()):
+                raise ValueError(f"{path}: locks[{i}] is malformed (features: sets x {len(PAIR_FEATURES)}, "
+                                 "loglik: one finite value per set)")
+        for mode, counts in memory.directions.items():
+            if mode not in MODES or len(counts) != len(CANONICAL):
+                raise ValueError(f"{path}: directions[{mode!r}] must be {len(CANONICAL)} counts of a mode in {MODES}")
+        return memory
+
+    @classmethod
+    def open(cls, path: str | Path) -> FamilyMemory:
+        """The memory saved at `path`, or an empty one if there is none yet (a family's first puzzle)."""
+        return cls.load(path) if Path(path).exists() else cls()

@@ -1,0 +1,100 @@
+"""The family memory learns lock patterns and directions from the agent's own evidence, and
+the next puzzle of the family is explored with fewer probes for it (logic level: the world
+answers by its true lock graph)."""
+
+import numpy as np
+import pytest
+
+from puzzlebot.agent.locks import CLOSE, OPEN, ActiveExplorer, LockBeliefs, graph_moves, simulate_exploration
+from puzzlebot.agent.memory import DEFAULT_ODDS, PAIR_FEATURES, FamilyMemory, PartView
+from puzzlebot.agent.probing import CANONICAL, Interaction, ProbeConfig, canonical_directions
+
+
+def family_member(rng: np.random.Generator) -> tuple[dict[str, PartView], dict[str, frozenset[str]]]:
+    """A lockbox of a made-up family: a drawer locked by the knob beside it, the knob by a bolt
+    beside it, and a button elsewhere that locks nothing; positions jittered."""
+    drawer = rng.uniform(-0.1, 0.1, 3)
+    knob = drawer + [0.05, 0.0, 0.0] + rng.normal(0, 0.005, 3)
+    bolt = knob + [0.0, 0.05, 0.0] + rng.normal(0, 0.005, 3)
+    button = drawer + [-0.2, -0.1, 0.0] + rng.normal(0, 0.02, 3)
+    views = {"drawer": PartView("grasp", tuple(drawer)), "knob": PartView("push", tuple(knob)),
+             "bolt": PartView("push", tuple(bolt)), "button": PartView("push", tuple(button))}
+    truth = {"drawer": frozenset({"knob"}), "knob": frozenset({"bolt"}), "bolt": frozenset(), "button": frozenset()}
+    return views, truth
+
+
+def explore(views, truth, memory: FamilyMemory | None):
+    parts = list(views)
+    beliefs = LockBeliefs(parts, size_prior={p: DEFAULT_ODDS[views[p].mode] for p in parts},
+                          edge_odds=memory.edge_odds(views) if memory else None)
+    beliefs.cannot.update((p, CLOSE) for p in parts)  # as the arm explores: no closes
+    result = simulate_exploration(graph_moves(truth), parts, ActiveExplorer(), np.random.default_rng(0), 60,
+                                  beliefs=beliefs, truth=truth)
+    return result, beliefs
+
+
+def test_a_family_lock_pattern_is_learned_from_own_evidence_and_saves_probes():
+    rng = np.random.default_rng(3)
+    memory = FamilyMemory()
+    for k in range(6):
+        views, truth = family_member(rng)
+        _, beliefs = explore(views, truth, None)
+        memory.learn(f"puzzle{k}", beliefs, views)
+    odds = dict(zip(PAIR_FEATURES, np.exp(memory.lock_weights()), strict=True))
+    assert odds["grasp blocks push"] < 0.5 * DEFAULT_ODDS["push"]  # drawers never locked anything
+    assert odds["nearest handle"] > 1.5  # the lock is the neighbour
+    assert odds["push blocks grasp"] <= DEFAULT_ODDS["grasp"] + 1e-9  # unidentifiable upwards: never raised
+    fresh, carried = [], []
+    for _ in range(4):
+        views, truth = family_member(rng)
+        plain, _ = explore(views, truth, None)
+        learned, _ = explore(views, truth, memory)
+        assert learned.correct or not plain.correct
+        fresh.append(plain.probes)
+        carried.append(learned.probes)
+    assert np.mean(carried) < np.mean(fresh)
+
+
+def test_an_empty_memory_is_the_default_prior():
+    views, _ = family_member(np.random.default_rng(0))
+    odds = FamilyMemory().edge_odds(views)
+    assert odds[("knob", "drawer")] == pytest.approx(DEFAULT_ODDS["grasp"])
+    assert odds[("drawer", "knob")] == pytest.approx(DEFAULT_ODDS["push"])
+
+
+def test_the_way_parts_gave_orders_the_next_puzzles_tries():
+    approach = np.array([1.0, 0.0, 0.0])
+    ways = canonical_directions("push", approach, None)
+    views = {"bolt": PartView("push", (0.0, 0.0, 0.0), tuple(tuple(d) for d in ways))}
+    memory = FamilyMemory()
+    beliefs = LockBeliefs(["bolt"])
+    for way in (3, 3, 1):
+        slid = Interaction("bolt", "push", OPEN, moved=True, tried=[ways[0], ways[way]])
+        memory.learn("p", beliefs, views, [slid])
+    order = dict(memory.direction_order())["push"]
+    assert order[:2] == (3, 1) and sorted(order) == list(range(len(CANONICAL)))
+    assert memory.probe_config().direction_order == memory.direction_order()
+
+
+def test_memory_round_trips_and_malformed_files_name_the_field(tmp_path):
+    rng = np.random.default_rng(1)
+    views, truth = family_member(rng)
+    memory = FamilyMemory()
+    memory.learn("p0", explore(views, truth, None)[1], views)
+    memory.save(tmp_path / "memory.json")
+    again = FamilyMemory.load(tmp_path / "memory.json")
+    assert np.allclose(again.lock_weights(), memory.lock_weights())
+    (tmp_path / "bad.json").write_text('{"puzzles": [], "lock": []}')
+    with pytest.raises(ValueError, match="'lock'"):
+        FamilyMemory.load(tmp_path / "bad.json")
+    (tmp_path / "bad2.json").write_text('{"locks": [{"features": [[1, 0]], "loglik": [0]}]}')
+    with pytest.raises(ValueError, match=r"locks\[0\]"):
+        FamilyMemory.load(tmp_path / "bad2.json")
+    assert FamilyMemory.open(tmp_path / "none.json").puzzles == []
+
+
+def test_bad_odds_and_direction_orders_are_refused():
+    with pytest.raises(ValueError, match="edge_odds"):
+        LockBeliefs(["a", "b"], edge_odds={("a", "b"): 0.0})
+    with pytest.raises(ValueError, match="direction_order"):
+        ProbeConfig(direction_order=(("push", (0, 1, 2)),))
