@@ -13,8 +13,9 @@ way each part gave, and its fitted dynamics — and turns all of it into priors 
   Gaussian prior centred on the default odds: evidence that cannot tell two blocker sets
   apart (a distractor opened before the drawer: did it block it too?) moves nothing, and one
   odd puzzle cannot overwrite ten;
-- directions: per handle kind, how often each of the prober's five ways
-  (`probing.CANONICAL`) was the one a part gave to, so the likeliest is tried first;
+- directions: per handle class (`probing.handle_class`: a drawer's bar, a door's, a lid's
+  button...), how often each of the prober's five ways (`probing.CANONICAL`) was the one a
+  part gave to, so the likeliest is tried first;
 - dynamics: per (handle kind, joint kind), the log-normal spread of the friction, damping and
   inertia fitted so far.
 
@@ -32,7 +33,7 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp, softmax
 
 from puzzlebot.agent.locks import OPEN, LockBeliefs
-from puzzlebot.agent.probing import CANONICAL, Interaction, ProbeConfig
+from puzzlebot.agent.probing import CANONICAL, HANDLE_CLASSES, Interaction, ProbeConfig
 from puzzlebot.agent.sysid import PARAMS
 from puzzlebot.files import write_text_atomic
 
@@ -42,6 +43,7 @@ PAIR_FEATURES = ("push blocks grasp", "push blocks push", "grasp blocks grasp", 
 DEFAULT_ODDS = {"grasp": 1.0, "push": 0.3}  # `explorer.ExplorerConfig.locked_prior`, by the blocked part's kind
 PRIOR_STD = 1.5  # of each weight (log odds) around the default's: ten puzzles move it, one does not
 SAME_WAY = 0.9  # cosine between a tried direction and a canonical one that counts as the same way
+DEFAULT_ORDER_WEIGHT = 2.0  # parts' worth of evidence for the default's first way (halved down the order)
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class PartView:
     mode: str  # the handle's kind on the marker sheet: "grasp" | "push"
     handle: tuple[float, ...]  # the handle's point at rest, m, world
     directions: tuple[tuple[float, ...], ...] = ()  # `probing.canonical_directions` at rest, world
+    handle_class: str = ""  # `probing.handle_class`: how the handle sits (a drawer's bar, a door's, a lid's button)
 
 
 def pair_features(views: dict[str, PartView], blocker: str, part: str) -> np.ndarray:
@@ -87,7 +90,7 @@ class FamilyMemory:
 
     puzzles: list[str] = field(default_factory=list)
     locks: list[dict] = field(default_factory=list)  # per part: its blocker sets' features and log-likelihood
-    directions: dict[str, list[int]] = field(default_factory=dict)  # mode -> times each canonical way gave
+    directions: dict[str, list[int]] = field(default_factory=dict)  # handle class -> times each way gave
     dynamics: dict[str, list[list[float]]] = field(default_factory=dict)  # "mode/kind" -> log PARAMS per joint
     default_odds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_ODDS))
 
@@ -123,10 +126,14 @@ class FamilyMemory:
                 for p in views for b in views if b != p}
 
     def direction_order(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
-        """Per handle kind seen so far, the canonical ways most often given to first (ties: the
-        default order), for `ProbeConfig.direction_order`."""
-        return tuple((mode, tuple(sorted(range(len(CANONICAL)), key=lambda i: (-counts[i], i))))
-                     for mode, counts in sorted(self.directions.items()))
+        """Per handle class seen so far, the canonical ways most often given to first, for
+        `ProbeConfig.direction_order`. The default order counts as evidence: its first way as
+        `DEFAULT_ORDER_WEIGHT` parts, each next one half the one before (one odd part does not
+        reorder a class, two do)."""
+        def score(counts: list[int], i: int) -> tuple[float, int]:
+            return -(counts[i] + DEFAULT_ORDER_WEIGHT * 0.5**i), i
+        return tuple((kind, tuple(sorted(range(len(CANONICAL)), key=lambda i: score(counts, i))))
+                     for kind, counts in sorted(self.directions.items()))
 
     def probe_config(self, base: ProbeConfig | None = None) -> ProbeConfig:
         """`base` (the default probe config if None) with the family's direction order."""
@@ -162,8 +169,8 @@ class FamilyMemory:
                     and view.directions):
                 continue
             cosines = np.array(view.directions) @ np.asarray(interaction.tried[-1])
-            if cosines.max() >= SAME_WAY:
-                counts = self.directions.setdefault(view.mode, [0] * len(CANONICAL))
+            if cosines.max() >= SAME_WAY and view.handle_class:
+                counts = self.directions.setdefault(view.handle_class, [0] * len(CANONICAL))
                 counts[int(np.argmax(cosines))] += 1
         for fitted in (model.parts if model is not None else []):
             if fitted.dynamics is None or fitted.name not in views:
@@ -196,9 +203,10 @@ class FamilyMemory:
                     or not np.isfinite(ll).all()):
                 raise ValueError(f"{path}: locks[{i}] is malformed (features: sets x {len(PAIR_FEATURES)}, "
                                  "loglik: one finite value per set)")
-        for mode, counts in memory.directions.items():
-            if mode not in MODES or len(counts) != len(CANONICAL):
-                raise ValueError(f"{path}: directions[{mode!r}] must be {len(CANONICAL)} counts of a mode in {MODES}")
+        for kind, counts in memory.directions.items():
+            if kind not in HANDLE_CLASSES or len(counts) != len(CANONICAL):
+                raise ValueError(f"{path}: directions[{kind!r}] must be {len(CANONICAL)} counts of a handle class "
+                                 f"in {HANDLE_CLASSES}")
         return memory
 
     @classmethod

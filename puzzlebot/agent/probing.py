@@ -35,6 +35,8 @@ from puzzlebot.sim.robots.base import HandGeometry
 
 CANONICAL = ("pull or press", "+across", "-across", "+up across", "-up across")
 """The five ways a handle is tried (`canonical_directions`)."""
+HANDLE_CLASSES = ("grasp, fingers close vertically", "grasp, fingers close across", "push from above",
+                  "push from the side")
 
 
 @dataclass(frozen=True)
@@ -79,14 +81,16 @@ class ProbeConfig:
     finger_clearance: float = 0.004  # m closed fingers keep above it, pushing or pressing a low handle
     max_tilt_deg: float = 40.0  # how far the hand pitches up from a handle to clear the table
     direction_order: tuple[tuple[str, tuple[int, ...]], ...] = ()
-    """Per handle kind, the order in which to try `canonical_directions` when nothing says which
-    way a part gives (e.g. learned over a family of puzzles, `agent.memory`); the default order
-    otherwise: pull or press first, then across."""
+    """Per `handle_class`, the order in which to try `canonical_directions` when nothing says
+    which way a part gives (e.g. learned over a family of puzzles, `agent.memory`); the default
+    order otherwise: pull or press first, then across."""
 
     def __post_init__(self) -> None:
-        for mode, order in self.direction_order:
+        for kind, order in self.direction_order:
+            if kind not in HANDLE_CLASSES:
+                raise ValueError(f"ProbeConfig.direction_order: {kind!r} is not a handle class {HANDLE_CLASSES}")
             if sorted(order) != list(range(len(CANONICAL))):
-                raise ValueError(f"ProbeConfig.direction_order[{mode!r}]: {order} must order 0..{len(CANONICAL) - 1}")
+                raise ValueError(f"ProbeConfig.direction_order[{kind!r}]: {order} must order 0..{len(CANONICAL) - 1}")
 
     def speed_steps(self, travelled: float) -> float:
         """Follow speed after `travelled` metres: alternating 1x and `speed_ratio`x, so friction and damping
@@ -286,16 +290,7 @@ class Prober:
 
     def _candidates(self, aff: Affordance, approach: np.ndarray, grip_axis: np.ndarray | None,
                     hint: np.ndarray | None) -> list[np.ndarray]:
-        """Directions to try, most likely first: the hint, then `canonical_directions` in the
-        config's learned order for this handle kind, or pull (grasp) or press (push), then across."""
-        out = canonical_directions(aff.mode, approach, grip_axis)
-        order = dict(self.config.direction_order).get(aff.mode)
-        if order is not None:
-            out = [out[i] for i in order]
-        if hint is not None:
-            h = hint / np.linalg.norm(hint)
-            out = [h] + [d for d in out if d @ h < 0.9]
-        return out
+        return candidate_directions(self.config, aff.mode, approach, grip_axis, hint)
 
     def _grasp_probe(self, part: str, aff: Affordance, handle: np.ndarray, approach: np.ndarray,
                      grip_axis: np.ndarray, candidates: list[np.ndarray], record: Interaction,
@@ -666,6 +661,30 @@ class Prober:
             drift = float(np.linalg.norm(sideways))
             _trim(record, max(0, first_touch - 5))
         return Pushed(travelled, gave, drift)
+
+
+def handle_class(mode: str, approach: np.ndarray, grip_axis: np.ndarray | None) -> str:
+    """What the sheet shows of how a handle sits (`HANDLE_CLASSES`): a bar the fingers close on
+    from above and below (a horizontal bar: a drawer's pull) or from the sides (an upright bar:
+    a door's), a push handle reached from above (a lid's button) or from the side."""
+    if mode == "grasp":
+        vertical = grip_axis is not None and abs(float(np.asarray(grip_axis)[2])) > 0.7
+        return HANDLE_CLASSES[0] if vertical else HANDLE_CLASSES[1]
+    return HANDLE_CLASSES[2] if float(np.asarray(approach)[2]) < -0.7 else HANDLE_CLASSES[3]
+
+
+def candidate_directions(config: ProbeConfig, mode: str, approach: np.ndarray, grip_axis: np.ndarray | None,
+                         hint: np.ndarray | None = None) -> list[np.ndarray]:
+    """Directions to try a handle in, most likely first: the hint, then `canonical_directions`
+    in the config's learned order for the handle's class, or pull (grasp) or press (push), then across."""
+    out = canonical_directions(mode, approach, grip_axis)
+    order = dict(config.direction_order).get(handle_class(mode, approach, grip_axis))
+    if order is not None:
+        out = [out[i] for i in order]
+    if hint is not None:
+        h = hint / np.linalg.norm(hint)
+        out = [h] + [d for d in out if d @ h < 0.9]
+    return out
 
 
 def canonical_directions(mode: str, approach: np.ndarray, grip_axis: np.ndarray | None) -> list[np.ndarray]:

@@ -66,7 +66,7 @@ from puzzlebot.agent.model_building import fit_model
 from puzzlebot.agent.mpc import MPCConfig, MPCPace, OpeningMPC, rollout_threads
 from puzzlebot.agent.part_state import hinge_radius, opening
 from puzzlebot.agent.planning import robust_plan
-from puzzlebot.agent.probing import Interaction, Pace, Prober, canonical_directions
+from puzzlebot.agent.probing import Interaction, Pace, Prober, canonical_directions, handle_class
 from puzzlebot.agent.rehearsal import Rehearsal, RehearsalConfig, Rehearser
 
 
@@ -247,7 +247,8 @@ def part_view(prober: Prober, part: str) -> PartView:
     mode = prober.io.sheet.affordances[part].mode
     point, approach, grip = prober.io.handle_world(part)
     return PartView(mode, tuple(map(float, point)),
-                    tuple(tuple(map(float, d)) for d in canonical_directions(mode, approach, grip)))
+                    tuple(tuple(map(float, d)) for d in canonical_directions(mode, approach, grip)),
+                    handle_class(mode, approach, grip))
 
 
 def _goal_target(goal: TaskGoal, margin: float) -> float | None:

@@ -25,7 +25,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -141,9 +141,24 @@ def _run_puzzlebot(cfg: DictConfig, spec: PuzzleSpec, seed: int, out_dir: Path, 
                   f"[cyan]{agent}[/] on the reality emulator (hidden gap, seed {seed}); task: "
                   + ", ".join(f"open {g.part} by {g.min_opening:.3g}" for g in goals if g.min_opening is not None))
     solve_config, solver = agent_solve_config(cfg, seed)
+    memory, memory_path = None, cfg.agent.get("memory")
+    if memory_path is not None:
+        if agent != "puzzlebot":
+            raise ValueError(f"agent.memory is puzzlebot's (agent={agent} carries nothing across puzzles)")
+        from functools import partial
+
+        from puzzlebot.agent.memory import FamilyMemory
+
+        memory = FamilyMemory.open(memory_path)
+        session = replace(session, probe=memory.probe_config(session.probe))
+        solver = partial(solver, memory=memory)
+        console.print(f"family memory {memory_path}: {len(memory.puzzles)} puzzle(s) learned so far")
     with console.status("exploring and solving through the driver (lockstep emulator)..."):
         result = run_solve(emulator, marker_sheet(spec), goals, out_dir, session, solve_config, solver)
     outcome = result.outcome
+    if memory is not None:
+        memory.learn(spec.name, outcome.beliefs, outcome.views, outcome.interactions, result.model)
+        memory.save(memory_path)
     for i, step in enumerate(outcome.steps):
         mark = {True: "[green]moved[/]", False: "[red]stayed[/]", None: "[yellow]not engaged[/]"}[step["moved"]]
         console.print(f"  {i + 1}. {step['direction']} {step['part']}: {mark}  ({step['why']})")

@@ -60,6 +60,10 @@ class AgentConfig:
     """puzzlebot, random, nominal, ppo: seconds on the arm's clock before the run is reported unsolved."""
     ppo: PPOSchema | None = None
     """agent=ppo only: the learner's settings."""
+    memory: str | None = None
+    """agent=puzzlebot only: a family memory file (`agent.memory`, JSON) the run starts from and
+    learns into when it is done, so the next puzzle of the family starts from this one; created
+    if missing. None: default priors, nothing carried."""
 
 
 @dataclass

@@ -7,7 +7,14 @@ import pytest
 
 from puzzlebot.agent.locks import CLOSE, OPEN, ActiveExplorer, LockBeliefs, graph_moves, simulate_exploration
 from puzzlebot.agent.memory import DEFAULT_ODDS, PAIR_FEATURES, FamilyMemory, PartView
-from puzzlebot.agent.probing import CANONICAL, Interaction, ProbeConfig, canonical_directions
+from puzzlebot.agent.probing import (
+    CANONICAL,
+    Interaction,
+    ProbeConfig,
+    candidate_directions,
+    canonical_directions,
+    handle_class,
+)
 
 
 def family_member(rng: np.random.Generator) -> tuple[dict[str, PartView], dict[str, frozenset[str]]]:
@@ -65,15 +72,27 @@ def test_an_empty_memory_is_the_default_prior():
 def test_the_way_parts_gave_orders_the_next_puzzles_tries():
     approach = np.array([1.0, 0.0, 0.0])
     ways = canonical_directions("push", approach, None)
-    views = {"bolt": PartView("push", (0.0, 0.0, 0.0), tuple(tuple(d) for d in ways))}
+    kind = handle_class("push", approach, None)
+    assert kind == "push from the side"
+    views = {"bolt": PartView("push", (0.0, 0.0, 0.0), tuple(tuple(d) for d in ways), kind)}
     memory = FamilyMemory()
     beliefs = LockBeliefs(["bolt"])
-    for way in (3, 3, 1):
-        slid = Interaction("bolt", "push", OPEN, moved=True, tried=[ways[0], ways[way]])
-        memory.learn("p", beliefs, views, [slid])
-    order = dict(memory.direction_order())["push"]
-    assert order[:2] == (3, 1) and sorted(order) == list(range(len(CANONICAL)))
-    assert memory.probe_config().direction_order == memory.direction_order()
+
+    def gave(way: int) -> None:
+        memory.learn("p", beliefs, views, [Interaction("bolt", "push", OPEN, moved=True, tried=[ways[0], ways[way]])])
+    gave(3)
+    assert dict(memory.direction_order())[kind][0] == 0  # one odd part does not reorder the class
+    gave(3)
+    gave(3)
+    gave(1)
+    gave(1)
+    order = dict(memory.direction_order())[kind]
+    assert order[:3] == (3, 1, 0) and sorted(order) == list(range(len(CANONICAL)))
+    config = memory.probe_config()
+    tries = candidate_directions(config, "push", approach, None)
+    assert np.allclose(tries[0], ways[3]) and np.allclose(tries[1], ways[1])  # the prober tries them in that order
+    grasp = candidate_directions(config, "grasp", approach, np.array([0.0, 0.0, 1.0]))
+    assert np.allclose(grasp[0], -approach)  # another class keeps the default: pull first
 
 
 def test_memory_round_trips_and_malformed_files_name_the_field(tmp_path):
@@ -97,4 +116,6 @@ def test_bad_odds_and_direction_orders_are_refused():
     with pytest.raises(ValueError, match="edge_odds"):
         LockBeliefs(["a", "b"], edge_odds={("a", "b"): 0.0})
     with pytest.raises(ValueError, match="direction_order"):
-        ProbeConfig(direction_order=(("push", (0, 1, 2)),))
+        ProbeConfig(direction_order=(("push from above", (0, 1, 2)),))
+    with pytest.raises(ValueError, match="handle class"):
+        ProbeConfig(direction_order=(("push", (0, 1, 2, 3, 4)),))

@@ -46,15 +46,18 @@ def test_unknown_agent_fails_loudly(tmp_path):
 @pytest.mark.slow
 def test_the_agent_solves_a_lockbox_on_the_emulator_and_writes_its_run_folder(tmp_path):
     """The default agent, through the driver layer, from camera images; solved means the emulator's own
-    final joint values meet the goal (the agent never reads them)."""
+    final joint values meet the goal (the agent never reads them). A new family memory starts at
+    the default priors and learns the puzzle."""
     run_dir = tmp_path / "run"
     env = {**os.environ, "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"), "WANDB_MODE": "offline"}
     proc = subprocess.run(
         [sys.executable, "-m", "puzzlebot.cli.sim", "puzzle.depth=1", "seed=4", "experiment.wandb=disabled",
-         "agent.max_attempts=8", f"hydra.run.dir={run_dir}"],
+         "agent.max_attempts=8", f"agent.memory={tmp_path / 'family.json'}", f"hydra.run.dir={run_dir}"],
         capture_output=True, text=True, env=env, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    family = json.loads((tmp_path / "family.json").read_text())  # learned into, for the family's next puzzle
+    assert len(family["puzzles"]) == 1 and len(family["locks"]) >= 2
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["agent"] == "puzzlebot" and metrics["solved"] is True and metrics["believed_solved"] is True
     assert 1 <= metrics["attempts"] <= 8
