@@ -47,21 +47,39 @@ class DistillReport:
     teacher_s: float = 0.0  # compute spent planning labels
     train_s: float = 0.0  # compute spent fitting the student
     rounds: list[dict] = field(default_factory=list)  # per round: labels so far, the student's fit loss
+    replayed: int = 0  # labels carried from earlier skills (`distil_mpc(previous=...)`)
+    observations: np.ndarray | None = None  # every label's observation, replayed ones first
+    actions: np.ndarray | None = None  # every label (an action in [-1, 1])
 
 
-def distil_mpc(rehearser: Rehearser, part: str, pushing: bool,
-               config: DistillConfig = DistillConfig()) -> tuple[SkillPolicy, DistillReport]:
-    """A student policy for moving `part` to a target, distilled from the MPC (see the module)."""
+def distil_mpc(rehearser: Rehearser, part: str, pushing: bool, config: DistillConfig = DistillConfig(),
+               previous: tuple[SkillPolicy, DistillReport] | None = None) -> tuple[SkillPolicy, DistillReport]:
+    """A student policy for moving `part` to a target, distilled from the MPC (see the module).
+
+    With `previous` (the student and report of an earlier part or puzzle), the student starts
+    from its weights and every earlier label is replayed with the new ones in each fit, so what
+    it learned on earlier parts is kept (learning across puzzles without forgetting)."""
     env = SkillEnv(rehearser, part, pushing, config.env)
     torch.manual_seed(config.seed)
     student = _mlp(len(OBS_FIELDS), config.hidden)
+    old_obs: list[np.ndarray] = []
+    old_act: list[float] = []
+    if previous is not None:
+        old_policy, old_report = previous
+        try:
+            student.load_state_dict(old_policy.module.state_dict())
+        except RuntimeError as err:
+            raise ValueError(f"distil_mpc(previous=...): the earlier student does not fit this config's "
+                             f"network {config.hidden}: {err}") from err
+        if old_report.observations is not None:
+            old_obs, old_act = list(old_report.observations), list(old_report.actions)
     spec = {"part": part, "pushing": pushing, "lever": env.lever, "max_speed": config.env.max_speed,
             "max_s": config.env.max_s, "control_s": config.env.control_s, "tolerance": config.env.tolerance,
             "rest_speed": config.env.rest_speed, "observation": OBS_FIELDS, "distilled_from": "mpc"}
     policy = SkillPolicy(student, spec)
-    obs_data: list[np.ndarray] = []
-    act_data: list[float] = []
-    report = DistillReport()
+    obs_data: list[np.ndarray] = list(old_obs)
+    act_data: list[float] = list(old_act)  # in [-1, 1]
+    report = DistillReport(replayed=len(old_act))
     with rollout.Rollout(nthread=rollout_threads()) as pool:
         for round_ in range(config.rounds):
             for episode in range(config.episodes):
@@ -75,16 +93,18 @@ def distil_mpc(rehearser: Rehearser, part: str, pushing: bool,
                         label = teacher.plan(q, qd) if q < env.target else 0.0
                         report.teacher_s += time.perf_counter() - tic
                         obs_data.append(obs)
-                        act_data.append(label)
-                    speed = label if round_ == 0 else policy.speed(obs)
+                        act_data.append(label / config.env.max_speed * 2.0 - 1.0)
+                    # round 0: the teacher acts, unless the student comes with earlier skills
+                    speed = label if round_ == 0 and previous is None else policy.speed(obs)
                     obs, _, terminated, truncated, _ = env.step([2.0 * speed / config.env.max_speed - 1.0])
                     if terminated or truncated:
                         break
             tic = time.perf_counter()
-            loss = _fit(student, np.array(obs_data), np.array(act_data) / config.env.max_speed * 2.0 - 1.0, config)
+            loss = _fit(student, np.array(obs_data), np.array(act_data), config)
             report.train_s += time.perf_counter() - tic
             report.rounds.append({"labels": len(act_data), "loss": loss})
     report.labels = len(act_data)
+    report.observations, report.actions = np.array(obs_data), np.array(act_data)
     return policy, report
 
 

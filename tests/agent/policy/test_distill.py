@@ -32,6 +32,25 @@ def test_the_distilled_policy_brings_the_drawer_to_its_target_without_planning()
     assert per_step < 0.1 * report.teacher_s / report.labels  # a tenth of a teacher's label, at most
 
 
+def test_a_student_carried_to_a_new_drawer_learns_it_and_keeps_the_old_one():
+    """Learning across puzzles: the second drawer's student starts from the first's weights and
+    replays its labels, and still brings the first drawer to its target."""
+    config = DistillConfig(rounds=2, episodes=4, query_every=3, epochs=150)
+    first = Rehearser(model_of(with_dynamics(drawer(), 0.3, 0.2, 0.45)), RehearsalConfig(samples=8, threads=1))
+    second = Rehearser(model_of(with_dynamics(drawer(), 1.0, 0.5, 0.8)), RehearsalConfig(samples=8, threads=1))
+    policy, report = distil_mpc(first, "drawer_0", pushing=True, config=config)
+    carried, again = distil_mpc(second, "drawer_0", pushing=True, config=config, previous=(policy, report))
+    assert again.replayed == report.labels and again.labels > report.labels
+    assert len(again.actions) == again.labels and np.all(np.abs(again.actions) <= 1.0)
+    for rehearser in (first, second):
+        env = SkillEnv(rehearser, "drawer_0", pushing=True, config=SkillEnvConfig(randomization="posterior"))
+        errors = np.abs(evaluate(carried, env, episodes=12, seed=7000))
+        assert np.median(errors) <= 0.004 and np.mean(errors <= 0.005) >= 0.75
+    with pytest.raises(ValueError, match="does not fit"):
+        distil_mpc(second, "drawer_0", pushing=True, config=DistillConfig(rounds=1, episodes=1, hidden=(8,)),
+                   previous=(policy, report))
+
+
 @pytest.mark.parametrize("field", ["rounds", "episodes", "query_every", "epochs"])
 def test_impossible_distill_configs_name_the_field(field):
     with pytest.raises(ValueError, match=field):
