@@ -17,7 +17,8 @@ way each part gave, and its fitted dynamics — and turns all of it into priors 
   button...), how often each of the prober's five ways (`probing.CANONICAL`) was the one a
   part gave to, so the likeliest is tried first;
 - dynamics: per (handle kind, joint kind), the log-normal spread of the friction, damping and
-  inertia fitted so far.
+  inertia fitted so far (`dynamics_prior`). Kept and reported; the fits do not use it as a
+  prior yet (a joint's fit is warm-started from its own regression estimate, which is cheap).
 
 It is saved as JSON (atomically) and grows by `learn` after each puzzle.
 """
