@@ -152,13 +152,6 @@ class LockBeliefs:
 
     # ------------------------------------------------------------------ queries
 
-    def settled(self, part: str) -> float:
-        """How far the evidence has settled `part`'s blocker set: 0 while its most probable set is
-        no likelier than under the prior, 1 once one set is certain."""
-        seg = self._segment(part)
-        post, prior = np.exp(self._logp[seg]).max(), np.exp(self._prior_logp[seg]).max()
-        return float(np.clip((post - prior) / max(1e-12, 1.0 - prior), 0.0, 1.0))
-
     def log_likelihood(self, part: str) -> np.ndarray:
         """The evidence on `part`'s blocker sets, `hypotheses[part]`: log posterior less log prior
         (up to a constant), what a different prior would be combined with (`agent.memory`)."""

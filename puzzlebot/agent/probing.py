@@ -243,7 +243,7 @@ class Prober:
             handle, approach, grip_axis = override
             grip_axis = grip_axis if grip_axis is not None else self.io.handle_world(part)[2]
         record = Interaction(part, aff.mode, direction, moved=False, handle_start=handle.copy())
-        candidates = self._candidates(aff, approach, grip_axis, hint)
+        candidates = candidate_directions(self.config, aff.mode, approach, grip_axis, hint)
         if direction == "close" and hint is not None:
             candidates = candidates[:1]  # back the way it came, nothing else
         if avoid is not None:
@@ -287,10 +287,6 @@ class Prober:
         via[2] = max(via[2], self.io.park_pos[2])
         self.move_to(via, self.cmd_quat, cfg.free_speed)
         self.move_to(self.io.park_pos, self.io.park_quat, cfg.free_speed)
-
-    def _candidates(self, aff: Affordance, approach: np.ndarray, grip_axis: np.ndarray | None,
-                    hint: np.ndarray | None) -> list[np.ndarray]:
-        return candidate_directions(self.config, aff.mode, approach, grip_axis, hint)
 
     def _grasp_probe(self, part: str, aff: Affordance, handle: np.ndarray, approach: np.ndarray,
                      grip_axis: np.ndarray, candidates: list[np.ndarray], record: Interaction,
