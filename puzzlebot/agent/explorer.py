@@ -105,18 +105,19 @@ class ArmMoves:
         """Make the move. `target`: an opening to bring an open part on to, and stop at (paced by
         `pacer`); `pace`: how to follow the part once it gives, whatever the move (overrides both)."""
         self.restore(displaced - {part})
-        paced = pace
+        paced, avoid = pace, ()
         if direction == CLOSE:
             hint, handle = self._along_joint(part, -1.0)
         elif direction == OPEN and part in displaced:
             # pushing on a part already open: along its joint from where it stands now (a door
             # swung 1.2 rad is not pulled on the way it first gave, which swings it back), at the
-            # handle the cameras see
+            # handle the cameras see, and never back the way it came
             hint, handle = self._along_joint(part, 1.0)[0], None
+            avoid = self._back_along_joint(part)
             paced = pace or self._pace(part, target)
         else:
             hint, handle = self.gave_along.get(part), None
-        interaction = self.prober.probe(part, direction, hint=hint, handle=handle, pace=paced)
+        interaction = self.prober.probe(part, direction, hint=hint, handle=handle, avoid=avoid, pace=paced)
         if not interaction.attempted:
             return None
         self.interactions.append(interaction)
@@ -143,7 +144,8 @@ class ArmMoves:
             # back to where it was when it freed what it freed, not on to its end (a bolt slid to
             # the end of its slot can bring its rod in front of the part it had freed)
             pace = self._pace(part, furthest_opening(self.prober, self.interactions, part))
-            interaction = self.prober.probe(part, OPEN, hint=self._along_joint(part, 1.0)[0], pace=pace)
+            interaction = self.prober.probe(part, OPEN, hint=self._along_joint(part, 1.0)[0],
+                                            avoid=self._back_along_joint(part), pace=pace)
             self.restores.append((part, interaction.moved if interaction.attempted else None))
             if interaction.attempted:
                 self.interactions.append(interaction)
@@ -156,9 +158,12 @@ class ArmMoves:
         return self.pacer(part, opening(self.prober, self.interactions, part), target)
 
     def reopen(self, part: str) -> bool | None:
-        """Open a part believed open another way than the one that moved it: a press that
-        gave under the hand can be a knob's pin tipping a few degrees, not its turn."""
-        interaction = self.prober.probe(part, OPEN, avoid=self.gave_along.get(part))
+        """Open a part believed open another way than the one that moved it (a press that
+        gave under the hand can be a knob's pin tipping a few degrees, not its turn), and not
+        back along its fitted joint (a knob turned 1.8 rad was pushed "another way" shut)."""
+        gave = self.gave_along.get(part)
+        avoid = self._back_along_joint(part) + ((gave,) if gave is not None else ())
+        interaction = self.prober.probe(part, OPEN, avoid=avoid)
         if not interaction.attempted:
             return None
         self.interactions.append(interaction)
@@ -170,18 +175,26 @@ class ArmMoves:
             self.on_probe(interaction)
         return interaction.moved
 
+    def _back_along_joint(self, part: str) -> tuple[np.ndarray, ...]:
+        """The way that would push a part believed open back towards shut (for `Prober.probe`'s
+        `avoid`), from its fitted joint where it stands; none before a joint is fitted."""
+        back = self._along_joint(part, -1.0)[0]
+        return () if back is None else (back,)
+
     def _along_joint(self, part: str, sign: float) -> tuple[np.ndarray | None, tuple | None]:
         """How to move a part on from where it stands, back (`sign` -1) or further open (+1):
         the direction to push it and the handle's pose now.
 
-        From the joint fitted to the hand's path so far: the push follows the joint's tangent at
-        the point where the hand let go of the handle, and a grasp approaches the handle turned
-        as the part has turned (a door swung open shows its handle from the side). Without a
-        fit: along the last opening motion, at the pose where the hand let go.
+        From the joint fitted so far (to a held handle's path, or a pushed part's marker): the
+        push follows the joint's tangent where the part stands, and a grasp approaches the
+        handle turned as the part has turned (a door swung open shows its handle from the side).
+        Without a fit: along the last opening motion. Not the hand's last motion when a fit
+        exists: a finger that slid off a knob's crank last moved back and down, and a push
+        "on" that way turned the knob back shut.
         """
         io = self.prober.io
         fallback = (sign * self.opened_along[part] if part in self.opened_along else None), None
-        if part not in self.prober.left_at or io.T_world_base is None:
+        if io.T_world_base is None:
             return fallback
         articulation = part_articulation(part, self.interactions, io.tracker.tracks[part], io.T_world_base)
         R, t = io.T_world_base[:3, :3], io.T_world_base[:3, 3]

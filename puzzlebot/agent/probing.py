@@ -21,7 +21,7 @@ cameras' line of sight). Everything the probe saw and sent is kept as an
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import mujoco
@@ -35,6 +35,7 @@ from puzzlebot.sim.robots.base import HandGeometry
 
 CANONICAL = ("pull or press", "+across", "-across", "+up across", "-up across")
 """The five ways a handle is tried (`canonical_directions`)."""
+AVOID_DEG = 60.0  # a try this close to a way to avoid (`Prober.probe`) moves the part that way too
 HANDLE_CLASSES = ("grasp, fingers close vertically", "grasp, fingers close across", "push from above",
                   "push from the side")
 
@@ -213,7 +214,7 @@ class Prober:
     # ------------------------------------------------------------------ probes
     def probe(self, part: str, direction: str = "open", hint: np.ndarray | None = None,
               handle: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None,
-              avoid: np.ndarray | None = None, pace: Pace | None = None) -> Interaction:
+              avoid: Sequence[np.ndarray] = (), pace: Pace | None = None) -> Interaction:
         """Try to move `part` away from (open) or back to (close) where it started, or test it.
 
         A test ("test") finds out whether the part gives without moving it far: a grasped part
@@ -228,7 +229,9 @@ class Prober:
             hint: a direction (world) to try first, e.g. the reverse of the motion that opened it.
             handle: the handle's point, approach and grip axis (world) if the caller knows them
                 better than the cameras (from the fitted joint); the tracked marker otherwise.
-            avoid: a direction (world) not to try: one that moved the part without opening it.
+            avoid: directions (world) not to push or pull within `AVOID_DEG` of: one that moved the
+                part without opening it, or the way back along the joint of a part already open
+                (a knob turned 1.8 rad and pushed "another way" was turned back shut).
             pace: the follow's speed once the part gives, and when to stop (a target opening,
                 e.g. the MPC's); without one the follow alternates two speeds until the part stops.
                 A paced open that ended at its target counts as moved, however short the travel.
@@ -246,8 +249,8 @@ class Prober:
         candidates = candidate_directions(self.config, aff.mode, approach, grip_axis, hint)
         if direction == "close" and hint is not None:
             candidates = candidates[:1]  # back the way it came, nothing else
-        if avoid is not None:
-            candidates = [d for d in candidates if d @ avoid < 0.9 * np.linalg.norm(avoid)]
+        for way in avoid:
+            candidates = [d for d in candidates if d @ way < np.cos(np.radians(AVOID_DEG)) * np.linalg.norm(way)]
         if aff.mode == "push":  # a fingertip pushes; it cannot pull a handle towards the hand
             candidates = [d for d in candidates if d @ approach > -0.7]
         if not candidates:

@@ -63,7 +63,7 @@ class _GivingProber:
         self.modes = modes
         self.calls: list[tuple[str, str]] = []
 
-    def probe(self, part, direction, hint=None, handle=None, pace=None) -> Interaction:
+    def probe(self, part, direction, hint=None, handle=None, avoid=(), pace=None) -> Interaction:
         self.calls.append((part, direction))
         return Interaction(part, self.modes[part], direction, moved=True, tried=[np.array([0.0, 1.0, 0.0])])
 

@@ -157,3 +157,27 @@ def test_a_press_that_went_in_sideways_is_not_a_press() -> None:
     assert Pushed(travelled=0.012, gave=0.012, drift=0.0005).pressed(0.006, 0.004)
     assert not Pushed(travelled=0.012, gave=0.012, drift=0.009).pressed(0.006, 0.004)
     assert not Pushed(travelled=0.004, gave=0.002, drift=0.0).pressed(0.006, 0.004)
+
+
+@pytest.mark.slow
+def test_a_knob_pushed_open_another_way_is_not_pushed_back_shut() -> None:
+    """`ArmMoves.reopen` tries a part believed open another way than the one it gave to; a knob
+    turned 0.64 rad and pushed "another way" across its crank was turned back shut, which
+    re-locked what it had freed. The way back along the fitted joint is never tried."""
+    from puzzlebot.agent.explorer import ArmMoves
+    from puzzlebot.agent.locks import OPEN
+
+    spec = _spec("door_knob")
+    with _connected(spec, ("closeup",)) as (io, prober):
+        emulator = io.driver.backend
+        arm = ArmMoves(prober, None, set())
+        assert arm("dial", OPEN, frozenset())
+        first = prober.io.tracker.tracks["dial"]
+        assert len(first.times) > 0
+        arm.reopen("dial")
+        back = arm._back_along_joint("dial")
+    assert back, "a turned knob has a fitted joint to go back along"
+    reopened = arm.interactions[-1]
+    assert all(np.degrees(np.arccos(np.clip(d @ back[0], -1, 1))) > 60.0 for d in reopened.tried)
+    final = emulator.episode_gap()["final"]  # where the world's own dial ended: for the check only
+    assert final["part_positions"]["dial"] > 0.5
