@@ -112,8 +112,7 @@ class ArmMoves:
             # pushing on a part already open: along its joint from where it stands now (a door
             # swung 1.2 rad is not pulled on the way it first gave, which swings it back), at the
             # handle the cameras see, and never back the way it came
-            hint, handle = self._along_joint(part, 1.0)[0], None
-            avoid = self._back_along_joint(part)
+            (hint, avoid), handle = self._on_not_back(part), None
             paced = pace or self._pace(part, target)
         else:
             hint, handle = self.gave_along.get(part), None
@@ -144,8 +143,8 @@ class ArmMoves:
             # back to where it was when it freed what it freed, not on to its end (a bolt slid to
             # the end of its slot can bring its rod in front of the part it had freed)
             pace = self._pace(part, furthest_opening(self.prober, self.interactions, part))
-            interaction = self.prober.probe(part, OPEN, hint=self._along_joint(part, 1.0)[0],
-                                            avoid=self._back_along_joint(part), pace=pace)
+            hint, avoid = self._on_not_back(part)
+            interaction = self.prober.probe(part, OPEN, hint=hint, avoid=avoid, pace=pace)
             self.restores.append((part, interaction.moved if interaction.attempted else None))
             if interaction.attempted:
                 self.interactions.append(interaction)
@@ -162,7 +161,7 @@ class ArmMoves:
         gave under the hand can be a knob's pin tipping a few degrees, not its turn), and not
         back along its fitted joint (a knob turned 1.8 rad was pushed "another way" shut)."""
         gave = self.gave_along.get(part)
-        avoid = self._back_along_joint(part) + ((gave,) if gave is not None else ())
+        avoid = self._on_not_back(part)[1] + ((gave,) if gave is not None else ())
         interaction = self.prober.probe(part, OPEN, avoid=avoid)
         if not interaction.attempted:
             return None
@@ -175,11 +174,11 @@ class ArmMoves:
             self.on_probe(interaction)
         return interaction.moved
 
-    def _back_along_joint(self, part: str) -> tuple[np.ndarray, ...]:
-        """The way that would push a part believed open back towards shut (for `Prober.probe`'s
-        `avoid`), from its fitted joint where it stands; none before a joint is fitted."""
-        back = self._along_joint(part, -1.0)[0]
-        return () if back is None else (back,)
+    def _on_not_back(self, part: str) -> tuple[np.ndarray | None, tuple[np.ndarray, ...]]:
+        """The way to push a part believed open further open (a `hint`), and the way back towards
+        shut (for `Prober.probe`'s `avoid`), from its joint where it stands (`_along_joint`)."""
+        on = self._along_joint(part, 1.0)[0]
+        return on, (() if on is None else (-on,))
 
     def _along_joint(self, part: str, sign: float) -> tuple[np.ndarray | None, tuple | None]:
         """How to move a part on from where it stands, back (`sign` -1) or further open (+1):

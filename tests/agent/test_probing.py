@@ -175,7 +175,7 @@ def test_a_knob_pushed_open_another_way_is_not_pushed_back_shut() -> None:
         first = prober.io.tracker.tracks["dial"]
         assert len(first.times) > 0
         arm.reopen("dial")
-        back = arm._back_along_joint("dial")
+        back = arm._on_not_back("dial")[1]
     assert back, "a turned knob has a fitted joint to go back along"
     reopened = arm.interactions[-1]
     assert all(np.degrees(np.arccos(np.clip(d @ back[0], -1, 1))) > 60.0 for d in reopened.tried)
