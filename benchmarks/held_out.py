@@ -91,8 +91,9 @@ def run_episodes(tasks: list[Any], play: Callable[[Any], dict[str, Any]], jobs: 
     """`play(task)` for every task, `jobs` at a time (each in its own process when jobs > 1: an
     episode's emulator is a process of its own as well); rows in task order. `play` must be a
     module-level function (or a partial of one) that turns its own failures into rows. With a
-    `checkpoint`, every finished row is saved as it comes and rows saved earlier are not replayed;
-    `label(task)` is the key, so labels must be unique."""
+    `checkpoint`, every finished row is saved as it comes and rows saved earlier are not replayed,
+    but for failed ones (rows with an "error": an emulator link lost to an overloaded machine is
+    no measurement); `label(task)` is the key, so labels must be unique."""
     keys = [label(task) for task in tasks]
     if len(set(keys)) != len(keys):
         raise ValueError("run_episodes: task labels must be unique (they key the checkpoint)")
@@ -100,7 +101,7 @@ def run_episodes(tasks: list[Any], play: Callable[[Any], dict[str, Any]], jobs: 
     if checkpoint is not None:
         for k, key in enumerate(keys):
             row = checkpoint.load(key)
-            if row is not None:
+            if row is not None and "error" not in row:  # a failed episode is no result: played again
                 rows[k] = row
     todo = [k for k in range(len(tasks)) if k not in rows]
     with Progress() as progress:

@@ -59,8 +59,11 @@ HISTORY = 5
 GRANTS = ("cmd", "tick")
 """Messages that, in lockstep, each advance the world by one control period."""
 LOCKSTEP_TIMEOUT = 2.0
-"""Least wall-clock wait for a granted lockstep period, s, before the link counts as lost (chosen
-here: a period with every camera rendering 480x640 on llvmpipe takes well under 0.2 s)."""
+"""Least wall-clock wait, s, with a granted lockstep period in flight and no sign of life from the
+child (no physics step, no frame rendered), before the link counts as lost (chosen here: one step
+or one 480x640 render on llvmpipe takes well under 0.2 s). Not the period's whole length: on two
+cores shared by five busy processes a period took over 2 s, and four model-building sessions
+were lost to a timeout while the child was stepping."""
 
 
 def state_slot_size(dof: int) -> int:
@@ -72,7 +75,8 @@ class SharedBuffers:
     """Shared-memory blocks and their locks; pickled into the child only while spawning it."""
 
     states: Any  # RawArray('d', RING * slot)
-    head: Any  # RawArray('q', 2): states written so far, lockstep periods completed so far
+    head: Any  # RawArray('q', 3): states written so far, lockstep periods completed so far, and
+    # the child's heartbeat (bumped at every physics step and rendered frame: busy, not lost)
     state_lock: Any
     stepped: Any  # Semaphore released after every lockstep period (wakes a waiting reader)
     frames: dict[str, Any]  # camera -> RawArray('B', H * W * 3)
@@ -130,6 +134,7 @@ class EmulatorLink:
         self._granted = self._completed = 0
         self._in_flight: deque[float] = deque()
         self._progress = time.monotonic()
+        self._beat = 0  # the child's heartbeat when last read
         self.lockstep_timeout = max(config.link_timeout, LOCKSTEP_TIMEOUT)
         """Lockstep: wall-clock wait for a granted period after which the link counts as lost, s."""
 
@@ -138,7 +143,7 @@ class EmulatorLink:
         """Allocate shared memory, start the child, and return without waiting for it."""
         height, width = config.image_size
         buffers = SharedBuffers(
-            states=ctx.RawArray("d", RING * state_slot_size(dof)), head=ctx.RawArray("q", 2), state_lock=ctx.Lock(),
+            states=ctx.RawArray("d", RING * state_slot_size(dof)), head=ctx.RawArray("q", 3), state_lock=ctx.Lock(),
             stepped=ctx.Semaphore(0),
             frames={n: ctx.RawArray("B", height * width * 3) for n in config.cameras},
             frame_heads={n: ctx.RawArray("d", FRAME_HEAD) for n in config.cameras}, frame_lock=ctx.Lock())
@@ -236,9 +241,11 @@ class EmulatorLink:
     def _pump(self) -> None:
         rows = None
         with _locked(self.buf.state_lock):
-            head, completed = int(self.buf.head[0]), int(self.buf.head[1])
+            head, completed, beat = int(self.buf.head[0]), int(self.buf.head[1]), int(self.buf.head[2])
             if head != self._read:
                 rows = self.states[np.arange(max(self._read, head - RING), head) % RING].copy()
+        if beat != self._beat:  # the child is working on it: slow is not lost
+            self._beat, self._progress = beat, time.monotonic()
         if completed > self._completed:  # lockstep periods ended: their grants are no longer in flight
             self._completed, self._progress = completed, time.monotonic()
             while len(self._in_flight) > self._granted - completed:
@@ -517,11 +524,13 @@ class _Child:
         """One physics step and every event due on it; True if it ended a control period."""
         self._apply_due()
         self.world.step()
+        self.buf.head[2] += 1  # heartbeat (one writer: this process)
         self.wrist.accumulate()
         t = self.data.time + 1e-9
         for name, due in self.next_frame.items():
             if t >= due:
                 self._camera_tick(name)
+                self.buf.head[2] += 1  # heartbeat: a render can be the longest thing a period does
                 self.next_frame[name] = due + self.cam_period
         # The state last: a reader that sees it (lockstep: the period's end) sees this step's frames too.
         ticked = t >= self.next_state

@@ -46,3 +46,16 @@ def test_rows_of_other_settings_or_half_written_are_played_again(tmp_path):
 def test_labels_must_be_unique_to_key_the_checkpoint(tmp_path):
     with pytest.raises(ValueError, match="unique"):
         run_episodes(["a", "a"], _runner([]), jobs=1, label=str, checkpoint=EpisodeCheckpoint(tmp_path, {}))
+
+
+def test_failed_episodes_are_played_again_on_resume(tmp_path):
+    played: list[str] = []
+
+    def flaky(task: str) -> dict:
+        played.append(task)
+        return {"task": task, "error": "NotConnectedError: emulator link lost"} if task == "bb" else {"task": task}
+
+    run_episodes(["a", "bb"], flaky, jobs=1, label=str, checkpoint=EpisodeCheckpoint(tmp_path, {}))
+    played.clear()
+    rows = run_episodes(["a", "bb"], _runner(played), jobs=1, label=str, checkpoint=EpisodeCheckpoint(tmp_path, {}))
+    assert played == ["bb"] and rows[1] == {"task": "bb", "value": 2}
