@@ -305,3 +305,40 @@ def test_a_child_dying_during_a_read_ends_the_wait() -> None:
         assert time.monotonic() - begun < 1.0  # not the lockstep timeout: a dead child is seen at once
     finally:
         backend.disconnect()
+
+
+@pytest.mark.fault
+def test_a_slow_child_that_keeps_stepping_is_not_a_lost_link() -> None:
+    """A period that takes longer than the lockstep timeout on the wall clock (an overloaded
+    machine: here the child is stopped 0.3 s at a time) is slow, not lost, while the child shows
+    signs of life between the stops; four model-building sessions were lost to this."""
+    import os
+    import signal
+    import threading
+
+    # one 1 s period (500 physics steps) per command: long enough to be stopped many times over
+    with _lockstep(control_hz=1.0, link_timeout=1.5) as backend:
+        state = backend.read_state()
+        pid = backend._link.process.pid
+        done = threading.Event()
+
+        def throttle() -> None:
+            while not done.is_set():
+                os.kill(pid, signal.SIGSTOP)
+                time.sleep(0.3)
+                os.kill(pid, signal.SIGCONT)
+                time.sleep(0.001)
+
+        thread = threading.Thread(target=throttle, daemon=True)
+        begun = time.monotonic()
+        thread.start()
+        try:
+            backend.send(_ee(state))
+            new = backend.read_state()
+        finally:
+            done.set()
+            thread.join()
+            os.kill(pid, signal.SIGCONT)
+        waited = time.monotonic() - begun
+        assert waited > backend._link.lockstep_timeout  # the period really was that slow
+        assert new.seq == state.seq + 1 and backend.is_connected
