@@ -181,3 +181,26 @@ def test_a_knob_pushed_open_another_way_is_not_pushed_back_shut() -> None:
     assert all(np.degrees(np.arccos(np.clip(d @ back[0], -1, 1))) > 60.0 for d in reopened.tried)
     final = emulator.episode_gap()["final"]  # where the world's own dial ended: for the check only
     assert final["part_positions"]["dial"] > 0.5
+
+
+@pytest.mark.slow
+def test_the_radius_a_held_door_turns_on_is_read_about_the_hinge_its_marker_shows() -> None:
+    """A door opened 5 cm of hand travel: the hand's distance from the hinge its marker turned
+    about is the handle's radius (a circle fitted to that short arc was 4 cm off, and the chord
+    over the marker's turn, which includes the door's swing back once let go, 3 cm)."""
+    from puzzlebot.agent.mpc import TargetFollow
+    from puzzlebot.agent.part_state import hinge_radius
+
+    spec = _spec("lever_door")
+    next(p for p in spec.parts if p.name == "door").blocked_by.clear()
+    validate(spec)
+    truth = PuzzleWorld(spec, WorldConfig(robot="gripper"))  # PRIVILEGED: the check only
+    joint = truth.model.joint(truth.joint_name("door")).id
+    axis, anchor = truth.data.xaxis[joint], truth.data.xanchor[joint]
+    offset = truth.data.site_xpos[truth.model.site("door/handle").id] - anchor
+    radius = float(np.linalg.norm(offset - (offset @ axis) * axis))
+    with _connected(spec, ("closeup", "top")) as (io, prober):
+        opened = prober.probe("door", pace=TargetFollow(0.06, 0.0, 0.05, 1.0, False))
+        assert opened.moved and opened.contact == "grasp"
+        read = hinge_radius(prober, [opened], "door")
+    assert read is not None and abs(read - radius) < 0.008, (read, radius)
