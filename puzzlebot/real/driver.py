@@ -130,13 +130,19 @@ class Driver:
         """Read the arm; a fault reported by it (or a NaN reading) stops the arm and latches FAULT."""
         self._require_connected()
         try:
-            state = self.backend.read_state()
+            # Every reading since the last read, not only the newest: a backend measuring faster
+            # than it is read skips readings, and a skipped reading is not a lost one.
+            states = self.backend.read_new_states(block=True)
         except NotConnectedError as err:
             self._on_fault(Fault(FaultKind.DISCONNECTED, f"lost the arm: {err}", self.clock()))
             raise
-        if self.recorder is not None:
+        if not states:
+            raise NotConnectedError(f"{type(self.backend).__name__}.read_new_states(block=True) returned no state")
+        state = states[-1]
+        if self.recorder is not None:  # the reading acted on (a replay serves one per read)
             self.recorder.log_state(state)
-        for fault in tuple(state.faults) + tuple(self.backend.faults()):
+        measured_faults = tuple(f for s in states for f in s.faults)
+        for fault in measured_faults + tuple(self.backend.faults()):
             if fault.kind in LATCHING:
                 self._on_fault(fault)
                 break
@@ -147,9 +153,11 @@ class Driver:
             self.stale_states += 1
             why = "repeats an older reading" if repeated else f"is {age * 1000:.0f} ms old"
             self._log_comms(f"state seq {state.seq} {why}")
-        elif previous is not None and state.seq > previous + 1:
-            self.dropped_states += state.seq - previous - 1
-            self._log_comms(f"{state.seq - previous - 1} state(s) lost before seq {state.seq}")
+        seqs = [previous] * (previous is not None) + [s.seq for s in states]
+        lost = sum(max(b - a - 1, 0) for a, b in zip(seqs, seqs[1:], strict=False))
+        if lost:
+            self.dropped_states += lost
+            self._log_comms(f"{lost} state(s) lost before seq {state.seq}")
         self._newest_seq = max(state.seq, previous or 0)
         readings = (state.joint_positions, state.joint_velocities, state.tcp_position)
         if not all(np.all(np.isfinite(r)) for r in readings):

@@ -149,6 +149,15 @@ class RobotBackend(abc.ABC):
     def read_state(self) -> RobotState:
         """The newest measurement; raises NotConnectedError when not connected."""
 
+    def read_new_states(self, block: bool = False) -> list[RobotState]:
+        """Every measurement since the last read, oldest first.
+
+        A backend that measures faster than it is read overrides this, so that a reader can tell
+        readings it skipped (not lost) from readings that never arrived (gaps in `seq`). This
+        default serves one reading per call, as `read_state` does.
+        """
+        return [self.read_state()]
+
     @abc.abstractmethod
     def send(self, command: Command) -> None:
         """Forward an already safety-checked command to the arm."""
