@@ -56,6 +56,10 @@ class ProbeConfig:
     stall_ticks: int = 3  # consecutive control ticks over the force limit that end a motion
     max_travel: float = 0.50  # m of handle travel per probe at most: a lid carried past upright (0.42 m of arc)
     admittance: float = 1e-3  # m/(N s): how fast a grasping hand yields to sideways force
+    face_admittance: float = 4e-3  # m/(N s): how fast a side push backs off a face pushing its fingertips out
+    face_slack: float = 0.02  # m short of its depth a side push's reach may meet the face behind the handle
+    # (the cameras see a handle's depth along their line of sight to a centimetre or so)
+    face_backoff: float = 0.003  # m a side push backs off that face before pushing
     rotational_admittance: float = 0.02  # rad/(N m s): how fast it turns with the torque
     clearance: float = 0.006  # m between a pushing fingertip and the handle before contact
     settle_s: float = 0.3  # s to close a grasp or let a part settle
@@ -458,8 +462,12 @@ class Prober:
             # under less force than a guarded move's touch level); a side push must reach its
             # depth beside the handle untouched (a touch there: the handle is not where the hand
             # thought). A touch on the way in is something else in the hand's way.
-            touched = self._reach(pos - (approach if press else d) * (cfg.clearance + (0.01 if press else 0.0)),
-                                  quat, approach, guarded=True)
+            beside = pos - (approach if press else d) * (cfg.clearance + (0.01 if press else 0.0))
+            touched = self._reach(beside, quat, approach, guarded=True)
+            if touched and not press and self._met_face_behind(beside, approach):
+                # the handle stands out less far than it was seen: push from just off the face
+                self.move_to(self.cmd_pos - approach * cfg.face_backoff, self.cmd_quat, cfg.tug_speed)
+                touched = False
             if touched and not (press and self._touched_handle(pos, approach, aff)):
                 # something else is in the hand's way (the table under a low handle, a neighbour):
                 # this direction cannot be tried from here, which says nothing about the part
@@ -507,6 +515,15 @@ class Prober:
         along = float(-(force @ approach)) / max(float(np.linalg.norm(force)), 1e-9)
         short = float((pos - state.tcp_position) @ approach)
         return along > 0.7 and short < 2 * aff.radius + 0.02
+
+    def _met_face_behind(self, target: np.ndarray, approach: np.ndarray) -> bool:
+        """Whether a side push's reach met the face the handle stands out from, a little short of
+        its depth: pushed back against the approach, within `face_slack` of the target."""
+        state = self.io.state
+        force = np.asarray(state.wrench[:3], dtype=float)
+        along = float(-(force @ approach)) / max(float(np.linalg.norm(force)), 1e-9)
+        short = float((target - state.tcp_position) @ approach)
+        return along > 0.7 and short < self.config.face_slack
 
     def _seen_travel(self, part: str, before: np.ndarray, approach: np.ndarray) -> float | None:
         """How far the cameras see the handle from `before`, across its face, once the hand has
@@ -605,7 +622,11 @@ class Prober:
             state = io.state
             force = np.zeros(3) if state.wrench is None else np.asarray(state.wrench[:3], dtype=float)
             across = across_face @ (force - (force @ tangent) * tangent)
-            self.cmd_pos = self.cmd_pos + tangent * speed * self.period + cfg.admittance * across * self.period
+            # The face behind a handle seen too deep pushes the fingertips back: yield to it (a knob's
+            # crank seen 14 mm deep put the fingertips on the dial, and pressing it stalled the push)
+            behind = min(float(force @ approach), 0.0) * approach if side else np.zeros(3)
+            self.cmd_pos = (self.cmd_pos + tangent * speed * self.period + cfg.admittance * across * self.period
+                            + cfg.face_admittance * behind * self.period)
             state = self._tick()
             wrench = np.zeros(6) if state.wrench is None else np.asarray(state.wrench, dtype=float)
             record.append(state, self.cmd_pos)

@@ -109,6 +109,18 @@ def test_a_knob_is_turned_round_its_axle_by_its_crank() -> None:
 
 
 @pytest.mark.slow
+def test_a_crank_seen_too_deep_is_turned_without_pressing_the_dial() -> None:
+    """A crank seen 14 mm deeper than it stands (gen_d3_s9350's knob, along the camera's line of
+    sight) puts the fingertips on the dial behind it: the push backs off the dial and turns the
+    crank, where pressing the dial stalled it at 0.26 rad."""
+    spec = _spec("door_knob")
+    with _connected(spec, ("closeup",)) as (io, prober):
+        handle, approach, grip = io.handle_world("dial")
+        turned = prober.probe("dial", handle=(handle + 0.014 * approach, approach, grip))
+    assert turned.moved and turned.travel > 0.02
+
+
+@pytest.mark.slow
 def test_a_button_just_above_the_table_is_pressed() -> None:
     """The palm is 12 cm wide: pressed with it upright, it lands on the table first."""
     spec = _spec("lid_bolt_button")
