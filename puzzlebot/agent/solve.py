@@ -41,7 +41,9 @@ then paced by the MPC).
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from mujoco import rollout
@@ -68,6 +70,9 @@ from puzzlebot.agent.part_state import hinge_radius, opening
 from puzzlebot.agent.planning import robust_plan
 from puzzlebot.agent.probing import Interaction, Pace, Prober, canonical_directions, handle_class
 from puzzlebot.agent.rehearsal import Rehearsal, RehearsalConfig, Rehearser
+
+if TYPE_CHECKING:  # torch is imported only when a skill policy is given
+    from puzzlebot.agent.policy.skill_policy import PolicyPace, SkillPolicy
 
 
 @dataclass(frozen=True)
@@ -118,10 +123,11 @@ class SolveOutcome:
 
 
 def solve(prober: Prober, parts: list[str], goals: list[TaskGoal], config: SolveConfig = SolveConfig(),
-          memory: FamilyMemory | None = None) -> SolveOutcome:
+          memory: FamilyMemory | None = None, policies: Mapping[str, SkillPolicy] | None = None) -> SolveOutcome:
     """Act on the puzzle until every goal holds by the agent's estimate, or a budget runs out.
     With `memory` (what earlier puzzles of the family taught), the lock beliefs start from the
-    family's lock pattern instead of the default odds."""
+    family's lock pattern instead of the default odds. With `policies` (exported skill policies
+    by part), a policy paces the moves of its part instead of the MPC."""
     unknown = sorted({g.part for g in goals} - set(parts))
     if unknown:
         raise ValueError(f"goal parts {unknown} are not among the seen parts {parts}: the agent cannot act on them")
@@ -147,7 +153,7 @@ def solve(prober: Prober, parts: list[str], goals: list[TaskGoal], config: Solve
     restores_logged: list[str] = []
     decide = 0.0
     reason = ""
-    world_model = WorldModel(prober, beliefs, arm.interactions, config)
+    world_model = WorldModel(prober, beliefs, arm.interactions, config, policies)
     if config.mpc and config.learn:
         arm.pacer = world_model.pace
     try:
@@ -267,25 +273,31 @@ class WorldModel:
     """The fitted model as the loop needs it: refitted from the probes so far when a move is to
     be rehearsed and something new was seen since the last fit (warm-started from that fit)."""
 
-    def __init__(self, prober: Prober, beliefs: LockBeliefs, interactions: list[Interaction], config: SolveConfig):
+    def __init__(self, prober: Prober, beliefs: LockBeliefs, interactions: list[Interaction], config: SolveConfig,
+                 policies: Mapping[str, SkillPolicy] | None = None):
         self.prober, self.beliefs, self.interactions, self.config = prober, beliefs, interactions, config
+        self.policies = dict(policies or {})
         self.model: FittedModel | None = None
         self._fitted_on = -1
         self._rehearser: Rehearser | None = None
         self._pool: rollout.Rollout | None = None  # threads for the MPC's rollouts, kept across moves
         self._mpcs: list[tuple[str, float, MPCPace]] = []
+        self._policy_paces: list[tuple[str, float, PolicyPace]] = []
 
     @property
     def paced(self) -> list[dict]:
-        """Per move the MPC paced: the part, its target, whether it came to rest there, the replans
-        and their compute."""
-        return [{"part": part, "target": target, "finished": pace.finished, "replans": pace.mpc.stats.replans,
-                 "compute_s": pace.mpc.stats.compute_s, "rollout_steps": pace.mpc.stats.rollout_steps}
-                for part, target, pace in self._mpcs]
+        """Per paced move: the part, its target, whether it came to rest there, what paced it (the
+        MPC or a skill policy) and its compute (the MPC's replans, the policy's calls)."""
+        mpc = [{"part": part, "target": target, "finished": pace.finished, "pacer": "mpc",
+                "replans": pace.mpc.stats.replans, "compute_s": pace.mpc.stats.compute_s,
+                "rollout_steps": pace.mpc.stats.rollout_steps} for part, target, pace in self._mpcs]
+        return mpc + [{"part": part, "target": target, "finished": pace.finished, "pacer": "policy",
+                       "calls": pace.calls, "compute_s": pace.compute_s} for part, target, pace in self._policy_paces]
 
     def pace(self, part: str, start: float, target: float) -> Pace | None:
-        """An MPC pace that takes `part` from opening `start` to `target` in the refitted model;
-        None if there is nothing to pace (no joint fitted, or it is there already)."""
+        """A pace that takes `part` from opening `start` to `target`: its skill policy's if one was
+        given, an MPC's in the refitted model otherwise; None if there is nothing to pace (no joint
+        fitted, or it is there already)."""
         io = self.prober.io
         if io.T_world_base is None or target <= start:
             return None
@@ -299,10 +311,16 @@ class WorldModel:
             # along a straight line slides round it, and its travel is not the pin's arc (a dial
             # paced to 2.18 rad by it went on to its stop at 2.50)
             return None
+        radius = hinge_radius(self.prober, self.interactions, part) if revolute else None
+        if part in self.policies:
+            from puzzlebot.agent.policy.skill_policy import PolicyPace
+
+            policy_pace = PolicyPace(self.policies[part], start, target, revolute, radius)
+            self._policy_paces.append((part, target, policy_pace))
+            return policy_pace
         if self._pool is None:
             self._pool = rollout.Rollout(nthread=rollout_threads())
         mpc = OpeningMPC(rehearser, part, target, pushing, self.config.mpc_config, pool=self._pool)
-        radius = hinge_radius(self.prober, self.interactions, part) if revolute else None
         pace = MPCPace(mpc, start, revolute=revolute, radius=radius)
         self._mpcs.append((part, target, pace))
         return pace

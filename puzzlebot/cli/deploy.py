@@ -88,12 +88,18 @@ def probe_agent(driver: Driver, start: np.ndarray, t: float) -> Command:
     return Command(ControlMode.JOINT, start + offset, grip=0.0, t=time.monotonic())
 
 
+AGENTS = ("probe", "puzzlebot")
+
+
 def run(cfg: DictConfig, out_dir: Path, confirm=input) -> dict[str, Any]:
     """Deploy once into `out_dir`; returns a summary (also in the log's events)."""
     console = Console()
-    if str(cfg.agent) != "probe":
-        raise NotImplementedError(f"agent={cfg.agent!r} is not built yet: only 'probe' runs on an arm today "
-                                  "(policies come with the solve loop and policy issues)")
+    if str(cfg.agent) not in AGENTS:
+        raise ValueError(f"agent={cfg.agent!r}: unknown agent; the agents are {', '.join(AGENTS)}")
+    if str(cfg.agent) == "puzzlebot":
+        return run_puzzlebot(cfg, out_dir, console)
+    if cfg.policies:
+        raise ValueError("policies: skill policies pace the puzzlebot agent's moves; agent=probe takes none")
     backend = make_backend(cfg)
     calibration = RobotCalibration.load(cfg.calibration) if cfg.calibration else None
     safety = SafetyConfig(joint_margin=float(cfg.safety.joint_margin), max_joint_step=float(cfg.safety.max_joint_step),
@@ -157,6 +163,63 @@ def run(cfg: DictConfig, out_dir: Path, confirm=input) -> dict[str, Any]:
     finally:
         recorder.close(gap=gap)
     console.print(f"{summary['commands']} commands ({summary['rejected']} rejected by the safety layer) -> {out_dir}")
+    return summary
+
+
+def run_puzzlebot(cfg: DictConfig, out_dir: Path, console: Console) -> dict[str, Any]:
+    """The solve loop on the emulator through the driver, its moves paced by exported skill
+    policies (`policies`: folders written by `SkillPolicy.save`) where one is given for the
+    part, by the MPC otherwise; scored on the emulator's world.
+
+    The emulator runs in lockstep (the loop plans between control periods, as in puzzlebot-sim);
+    hardware is refused: the agent needs its cameras registered to the arm, not built yet.
+    """
+    from functools import partial
+
+    from puzzlebot.agent.affordances import marker_sheet, task_goals
+    from puzzlebot.agent.agents import solve_setup
+    from puzzlebot.agent.policy.skill_policy import SkillPolicy
+    from puzzlebot.agent.session import SessionConfig, run_solve
+    from puzzlebot.real.emulator import EmulatorBackend, EmulatorConfig
+    from puzzlebot.sim.spec import load_spec
+
+    if str(cfg.robot.kind) != "emulator":
+        raise NotImplementedError(f"agent=puzzlebot on robot={cfg.robot.name!r}: the agent locates the puzzle "
+                                  "through cameras registered to the arm, which is built for the emulator's "
+                                  "cameras only; run it on robot=emulator")
+    if bool(cfg.robot.realtime):
+        raise ValueError("agent=puzzlebot runs the emulator in lockstep: set robot.realtime=false (the loop "
+                         "plans between control periods; it is not validated against a free-running clock)")
+    policies = {}
+    for folder in cfg.policies or ():
+        policy = SkillPolicy.load(Path(str(folder)))
+        policies[str(policy.spec["part"])] = policy
+    puzzle = Path(str(cfg.puzzle))
+    spec = load_spec(puzzle if puzzle.suffix else ASSETS / f"{puzzle}.yaml")
+    unknown = sorted(set(policies) - {p.name for p in spec.parts})
+    if unknown:
+        raise ValueError(f"policies: trained for parts {unknown}, which puzzle {spec.name!r} does not have")
+    seed = int(cfg.seed)
+    session = SessionConfig()
+    emulator = EmulatorBackend(EmulatorConfig(puzzle=spec, robot="gripper", seed=seed, cameras=session.cameras,
+                                              image_size=(480, 640), realtime=False, lockstep=True))
+    solve_config, solver = solve_setup("puzzlebot", seed, int(cfg.max_attempts), float(cfg.max_robot_s))
+    paced_by = ", ".join(f"{part} by its policy" for part in policies) or "every move by the MPC"
+    console.print(f"[bold]puzzlebot-deploy[/] agent puzzlebot on the emulator, puzzle [cyan]{spec.name}[/]; "
+                  f"paced: {paced_by}")
+    with console.status("solving through the driver (lockstep emulator)..."):
+        result = run_solve(emulator, marker_sheet(spec), task_goals(spec), out_dir, session, solve_config,
+                           partial(solver, policies=policies))
+    outcome = result.outcome
+    summary = {"agent": "puzzlebot", "puzzle": spec.name, "solved": result.solved,
+               "attempts": len(outcome.attempts), "robot_time_s": outcome.robot_time_s,
+               "compute_s": outcome.decide_s + result.fit_s, "reason": outcome.reason,
+               "policy_paced_moves": sum(p["pacer"] == "policy" for p in outcome.mpc),
+               "mpc_paced_moves": sum(p["pacer"] == "mpc" for p in outcome.mpc)}
+    colour = "green" if result.solved else "red"
+    console.print(f"[{colour}]solved on the emulator={result.solved}[/] ({outcome.reason}) in "
+                  f"{summary['attempts']} attempts, {outcome.robot_time_s:.0f} s robot time; "
+                  f"{summary['policy_paced_moves']} move(s) paced by a policy -> {out_dir}")
     return summary
 
 

@@ -157,3 +157,31 @@ def test_a_bolt_knocked_back_by_another_probe_is_seen_to_have_slid_back():
     pressed = Interaction("bolt", "push", "open", moved=True, contact="press", times=[0.0, 2.0],
                           tcp_positions=pushed.tcp_positions)
     assert not slid_back(prober, [pressed, door], "bolt")  # a cap's depth is the cameras' noisiest axis
+
+
+def test_a_part_given_a_skill_policy_is_paced_by_it_not_by_the_mpc(monkeypatch):
+    """`solve(policies=...)`: the world model hands the policy's pace to moves of its part (the
+    fit and the rehearser are stubbed: the routing is under test, not the MPC)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from puzzlebot.agent.policy.skill_policy import OBS_FIELDS, PolicyPace, SkillPolicy
+    from puzzlebot.agent.solve import WorldModel
+
+    module = torch.nn.Linear(len(OBS_FIELDS), 1)
+    torch.nn.init.zeros_(module.weight)
+    torch.nn.init.constant_(module.bias, 0.5)  # speed fraction (0.5 + 1) / 2
+    spec = {"part": "drawer", "lever": 1.0, "max_speed": 0.1, "max_s": 3.0, "tolerance": 0.003, "rest_speed": 0.005}
+    policy = SkillPolicy(module, spec)
+    sheet = SimpleNamespace(affordances={"drawer": SimpleNamespace(mode="grasp")})
+    io = SimpleNamespace(T_world_base=np.eye(4), sheet=sheet)
+    world = WorldModel(SimpleNamespace(io=io), None, [], SolveConfig(), policies={"drawer": policy})
+    monkeypatch.setattr(world, "refitted", lambda: SimpleNamespace(parts={"drawer": None}))
+    world.model = SimpleNamespace(part=lambda name: SimpleNamespace(articulation=SimpleNamespace(kind="prismatic")))
+    pace = world.pace("drawer", 0.0, 0.05)
+    assert isinstance(pace, PolicyPace)
+    assert pace(0.0, 0.0) == pytest.approx(0.075)  # the policy's speed: 0.75 of its 0.1 m/s
+    assert pace(0.1, 0.06) is None  # past the target: stop, as the MPC's pace does
+    (entry,) = world.paced
+    assert entry["pacer"] == "policy" and entry["finished"] and entry["calls"] == 1

@@ -90,3 +90,66 @@ def test_real_hardware_needs_calibration_and_confirmation(tmp_path, monkeypatch)
     summary = deploy.run(_real_arm_config(tmp_path, f"calibration={cal}", "duration_s=0.5"), tmp_path / "c",
                          confirm=lambda _: "move")
     assert summary["commands"] > 5 and mock.called("servoJ")
+
+
+def _deploy_config(*overrides: str):
+    from hydra import compose, initialize_config_dir
+
+    from puzzlebot.cli.deploy import CONFIGS
+
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def _exported_policy(folder: Path, part: str) -> Path:
+    """A skill policy exported as training exports one: half the top speed, whatever it sees (the
+    deployment's plumbing is under test here, not the learning)."""
+    import torch
+
+    from puzzlebot.agent.policy.skill_env import OBS_SCALE, SkillEnvConfig
+    from puzzlebot.agent.policy.skill_policy import OBS_FIELDS, SkillPolicy
+
+    env = SkillEnvConfig()
+    module = torch.nn.Linear(len(OBS_FIELDS), 1)
+    torch.nn.init.zeros_(module.weight)
+    torch.nn.init.zeros_(module.bias)
+    spec = {"part": part, "pushing": False, "lever": 1.0, "max_speed": env.max_speed, "max_s": env.max_s,
+            "control_s": env.control_s, "tolerance": env.tolerance, "rest_speed": env.rest_speed,
+            "observation": OBS_FIELDS, "obs_scale": OBS_SCALE.tolist()}
+    SkillPolicy(module, spec).save(folder)
+    return folder
+
+
+@pytest.mark.slow
+def test_the_agent_solves_through_the_driver_with_an_exported_policy_loaded(tmp_path):
+    import json
+
+    from puzzlebot.cli import deploy
+
+    policy = _exported_policy(tmp_path / "policy", "drawer")
+    cfg = _deploy_config("agent=puzzlebot", "robot.realtime=false", "puzzle=first_drawer", f"policies=[{policy}]")
+    summary = deploy.run(cfg, tmp_path / "run")
+    log = json.loads((tmp_path / "run" / "solve.json").read_text())
+    assert summary["solved"] and log["solved_on_world"]  # judged on the emulator's world
+    assert EpisodeReader(tmp_path / "run" / "episode").ends_cleanly  # everything went through the driver
+    drawer_paces = [p for p in log["mpc_paced_moves"] if p["part"] == "drawer"]
+    assert all(p["pacer"] == "policy" for p in drawer_paces)  # never the MPC where the policy is given
+
+
+def test_a_policy_for_a_part_the_puzzle_lacks_is_refused_before_anything_moves(tmp_path):
+    from puzzlebot.cli import deploy
+
+    policy = _exported_policy(tmp_path / "policy", "hatch")
+    cfg = _deploy_config("agent=puzzlebot", "robot.realtime=false", "puzzle=first_drawer", f"policies=[{policy}]")
+    with pytest.raises(ValueError, match="hatch"):
+        deploy.run(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_agent_asks_for_the_lockstep_emulator(tmp_path):
+    from puzzlebot.cli import deploy
+
+    with pytest.raises(ValueError, match="robot.realtime=false"):
+        deploy.run(_deploy_config("agent=puzzlebot"), tmp_path / "run")
+    with pytest.raises(ValueError, match="policies"):
+        deploy.run(_deploy_config(f"policies=[{tmp_path}]"), tmp_path / "run")

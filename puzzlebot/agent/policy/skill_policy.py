@@ -148,6 +148,7 @@ class PolicyPace:
         self.lever = float(policy.spec["lever"])
         self.radius = self.lever if radius is None else float(radius)  # the hand's circle about a hinge
         self.finished = False
+        self.calls, self.compute_s = 0, 0.0  # policy evaluations and the seconds they took
         self._history: list[tuple[float, float]] = []
         self._t0: float | None = None
         self._last = 0.0
@@ -170,6 +171,8 @@ class PolicyPace:
             self.finished = True
             return None
         obs = observation(self.target - q, velocity, self.lever, self._last, min(1.0, (t - self._t0) / spec["max_s"]))
+        tic = time.perf_counter()
         speed = self.policy.speed(obs)
+        self.calls, self.compute_s = self.calls + 1, self.compute_s + time.perf_counter() - tic
         self._last = speed / spec["max_speed"]
         return speed
