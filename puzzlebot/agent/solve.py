@@ -41,7 +41,6 @@ then paced by the MPC).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -72,7 +71,8 @@ from puzzlebot.agent.probing import Interaction, Pace, Prober, canonical_directi
 from puzzlebot.agent.rehearsal import Rehearsal, RehearsalConfig, Rehearser
 
 if TYPE_CHECKING:  # torch is imported only when a skill policy is given
-    from puzzlebot.agent.policy.skill_policy import PolicyPace, SkillPolicy
+    from puzzlebot.agent.policy.distill import DeployedPolicies
+    from puzzlebot.agent.policy.skill_policy import PolicyPace
 
 
 @dataclass(frozen=True)
@@ -123,11 +123,12 @@ class SolveOutcome:
 
 
 def solve(prober: Prober, parts: list[str], goals: list[TaskGoal], config: SolveConfig = SolveConfig(),
-          memory: FamilyMemory | None = None, policies: Mapping[str, SkillPolicy] | None = None) -> SolveOutcome:
+          memory: FamilyMemory | None = None, policies: DeployedPolicies | None = None) -> SolveOutcome:
     """Act on the puzzle until every goal holds by the agent's estimate, or a budget runs out.
     With `memory` (what earlier puzzles of the family taught), the lock beliefs start from the
-    family's lock pattern instead of the default odds. With `policies` (exported skill policies
-    by part), a policy paces the moves of its part instead of the MPC."""
+    family's lock pattern instead of the default odds. With `policies` (skill policies by part),
+    a policy paces the moves of its part instead of the MPC, and learns from them on the job if
+    `policies.learning` is set (its updated weights are in `policies` afterwards)."""
     unknown = sorted({g.part for g in goals} - set(parts))
     if unknown:
         raise ValueError(f"goal parts {unknown} are not among the seen parts {parts}: the agent cannot act on them")
@@ -154,6 +155,7 @@ def solve(prober: Prober, parts: list[str], goals: list[TaskGoal], config: Solve
     decide = 0.0
     reason = ""
     world_model = WorldModel(prober, beliefs, arm.interactions, config, policies)
+    updates_before = len(policies.updates) if policies is not None else 0
     if config.mpc and config.learn:
         arm.pacer = world_model.pace
     try:
@@ -241,7 +243,10 @@ def solve(prober: Prober, parts: list[str], goals: list[TaskGoal], config: Solve
                 if not attempt.moved and probe.direction == OPEN:
                     key = (probe.part, attempt.displaced)
                     failed_in_state[key] = failed_in_state.get(key, 0) + 1
+        world_model.learn_from_paced()  # the last moves' lessons go on with the policies
         decide += sum(p["compute_s"] for p in world_model.paced)  # the MPC plans while the arm moves
+        if policies is not None:  # the policies' learning on the job, this solve's share
+            decide += sum(u["teacher_s"] + u["train_s"] for u in policies.updates[updates_before:])
         return SolveOutcome(not pending, reason, beliefs, attempts, arm.interactions, steps, openings,
                             io.state.t - t0, decide, world_model.model, world_model.paced, views)
     finally:
@@ -274,15 +279,16 @@ class WorldModel:
     be rehearsed and something new was seen since the last fit (warm-started from that fit)."""
 
     def __init__(self, prober: Prober, beliefs: LockBeliefs, interactions: list[Interaction], config: SolveConfig,
-                 policies: Mapping[str, SkillPolicy] | None = None):
+                 policies: DeployedPolicies | None = None):
         self.prober, self.beliefs, self.interactions, self.config = prober, beliefs, interactions, config
-        self.policies = dict(policies or {})
+        self.policies = policies
         self.model: FittedModel | None = None
         self._fitted_on = -1
         self._rehearser: Rehearser | None = None
         self._pool: rollout.Rollout | None = None  # threads for the MPC's rollouts, kept across moves
         self._mpcs: list[tuple[str, float, MPCPace]] = []
         self._policy_paces: list[tuple[str, float, PolicyPace]] = []
+        self._learned_from = 0  # policy paces learned from so far
 
     @property
     def paced(self) -> list[dict]:
@@ -312,10 +318,11 @@ class WorldModel:
             # paced to 2.18 rad by it went on to its stop at 2.50)
             return None
         radius = hinge_radius(self.prober, self.interactions, part) if revolute else None
-        if part in self.policies:
+        if self.policies is not None and part in self.policies.policies:
             from puzzlebot.agent.policy.skill_policy import PolicyPace
 
-            policy_pace = PolicyPace(self.policies[part], start, target, revolute, radius)
+            self.learn_from_paced()  # the policy's last moves first, in the model refitted since
+            policy_pace = PolicyPace(self.policies.policies[part], start, target, revolute, radius)
             self._policy_paces.append((part, target, policy_pace))
             return policy_pace
         if self._pool is None:
@@ -324,6 +331,16 @@ class WorldModel:
         pace = MPCPace(mpc, start, revolute=revolute, radius=radius)
         self._mpcs.append((part, target, pace))
         return pace
+
+    def learn_from_paced(self) -> None:
+        """Refit the deployed policies on the moves they paced since the last refit (on the job)."""
+        if self.policies is None or self.policies.learning is None:
+            return
+        pending = [pace.visited_move() for _, _, pace in self._policy_paces[self._learned_from:]]
+        self._learned_from = len(self._policy_paces)
+        moves = [m for m in pending if m is not None]
+        if moves:
+            self.policies.learn(self.refitted(), moves)
 
     def close(self) -> None:
         """Release the MPC's rollout threads."""

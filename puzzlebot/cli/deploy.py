@@ -169,7 +169,9 @@ def run(cfg: DictConfig, out_dir: Path, confirm=input) -> dict[str, Any]:
 def run_puzzlebot(cfg: DictConfig, out_dir: Path, console: Console) -> dict[str, Any]:
     """The solve loop on the emulator through the driver, its moves paced by exported skill
     policies (`policies`: folders written by `SkillPolicy.save`) where one is given for the
-    part, by the MPC otherwise; scored on the emulator's world.
+    part, by the MPC otherwise; scored on the emulator's world. With `learn_on_the_job`, each
+    policy's weights are refitted on the moves it made (`distill.DeployedPolicies`); the
+    policies as they end up are saved in the run folder's `policies/`.
 
     The emulator runs in lockstep (the loop plans between control periods, as in puzzlebot-sim);
     hardware is refused: the agent needs its cameras registered to the arm, not built yet.
@@ -178,7 +180,7 @@ def run_puzzlebot(cfg: DictConfig, out_dir: Path, console: Console) -> dict[str,
 
     from puzzlebot.agent.affordances import marker_sheet, task_goals
     from puzzlebot.agent.agents import solve_setup
-    from puzzlebot.agent.policy.skill_policy import SkillPolicy
+    from puzzlebot.agent.policy.distill import DeployedPolicies, DistillConfig
     from puzzlebot.agent.session import SessionConfig, run_solve
     from puzzlebot.real.emulator import EmulatorBackend, EmulatorConfig
     from puzzlebot.sim.spec import load_spec
@@ -190,10 +192,11 @@ def run_puzzlebot(cfg: DictConfig, out_dir: Path, console: Console) -> dict[str,
     if bool(cfg.robot.realtime):
         raise ValueError("agent=puzzlebot runs the emulator in lockstep: set robot.realtime=false (the loop "
                          "plans between control periods; it is not validated against a free-running clock)")
-    policies = {}
-    for folder in cfg.policies or ():
-        policy = SkillPolicy.load(Path(str(folder)))
-        policies[str(policy.spec["part"])] = policy
+    deployed = DeployedPolicies.load([Path(str(f)) for f in cfg.policies or ()],
+                                     DistillConfig() if cfg.learn_on_the_job else None)
+    if cfg.learn_on_the_job and not deployed.policies:
+        raise ValueError("learn_on_the_job: there is no policy to learn (policies=[])")
+    policies = deployed.policies
     puzzle = Path(str(cfg.puzzle))
     spec = load_spec(puzzle if puzzle.suffix else ASSETS / f"{puzzle}.yaml")
     unknown = sorted(set(policies) - {p.name for p in spec.parts})
@@ -209,13 +212,16 @@ def run_puzzlebot(cfg: DictConfig, out_dir: Path, console: Console) -> dict[str,
                   f"paced: {paced_by}")
     with console.status("solving through the driver (lockstep emulator)..."):
         result = run_solve(emulator, marker_sheet(spec), task_goals(spec), out_dir, session, solve_config,
-                           partial(solver, policies=policies))
+                           partial(solver, policies=deployed))
     outcome = result.outcome
     summary = {"agent": "puzzlebot", "puzzle": spec.name, "solved": result.solved,
                "attempts": len(outcome.attempts), "robot_time_s": outcome.robot_time_s,
                "compute_s": outcome.decide_s + result.fit_s, "reason": outcome.reason,
                "policy_paced_moves": sum(p["pacer"] == "policy" for p in outcome.mpc),
-               "mpc_paced_moves": sum(p["pacer"] == "mpc" for p in outcome.mpc)}
+               "mpc_paced_moves": sum(p["pacer"] == "mpc" for p in outcome.mpc),
+               "policy_updates": deployed.updates}
+    if deployed.policies:  # as they stand after the solve (learned on the job if asked), with their labels
+        deployed.save(out_dir / "policies")
     colour = "green" if result.solved else "red"
     console.print(f"[{colour}]solved on the emulator={result.solved}[/] ({outcome.reason}) in "
                   f"{summary['attempts']} attempts, {outcome.robot_time_s:.0f} s robot time; "

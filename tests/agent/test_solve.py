@@ -166,6 +166,7 @@ def test_a_part_given_a_skill_policy_is_paced_by_it_not_by_the_mpc(monkeypatch):
 
     import torch
 
+    from puzzlebot.agent.policy.distill import DeployedPolicies
     from puzzlebot.agent.policy.skill_policy import OBS_FIELDS, PolicyPace, SkillPolicy
     from puzzlebot.agent.solve import WorldModel
 
@@ -176,7 +177,7 @@ def test_a_part_given_a_skill_policy_is_paced_by_it_not_by_the_mpc(monkeypatch):
     policy = SkillPolicy(module, spec)
     sheet = SimpleNamespace(affordances={"drawer": SimpleNamespace(mode="grasp")})
     io = SimpleNamespace(T_world_base=np.eye(4), sheet=sheet)
-    world = WorldModel(SimpleNamespace(io=io), None, [], SolveConfig(), policies={"drawer": policy})
+    world = WorldModel(SimpleNamespace(io=io), None, [], SolveConfig(), DeployedPolicies({"drawer": policy}))
     monkeypatch.setattr(world, "refitted", lambda: SimpleNamespace(parts={"drawer": None}))
     world.model = SimpleNamespace(part=lambda name: SimpleNamespace(articulation=SimpleNamespace(kind="prismatic")))
     pace = world.pace("drawer", 0.0, 0.05)
@@ -185,3 +186,36 @@ def test_a_part_given_a_skill_policy_is_paced_by_it_not_by_the_mpc(monkeypatch):
     assert pace(0.1, 0.06) is None  # past the target: stop, as the MPC's pace does
     (entry,) = world.paced
     assert entry["pacer"] == "policy" and entry["finished"] and entry["calls"] == 1
+
+
+def test_a_deployed_policy_learns_from_its_last_move_before_its_next(monkeypatch):
+    """On the job: the moves a policy paced are labelled in the refitted model and its weights
+    refitted before its part's next move (the fit is a stubbed drawer model here)."""
+    from types import SimpleNamespace
+
+    from puzzlebot.agent.policy.distill import DeployedPolicies, DistillConfig, _mlp
+    from puzzlebot.agent.policy.skill_policy import OBS_FIELDS, SkillPolicy
+    from puzzlebot.agent.rehearsal import RehearsalConfig, Rehearser
+    from puzzlebot.agent.solve import WorldModel
+    from tests.agent.test_fitted_model import drawer
+    from tests.agent.test_rehearsal import model_of, with_dynamics
+
+    rehearser = Rehearser(model_of(with_dynamics(drawer(), 0.3, 0.2, 0.45)), RehearsalConfig(samples=4, threads=1))
+    spec = {"part": "drawer_0", "pushing": True, "lever": rehearser.lever("drawer_0"), "max_speed": 0.096,
+            "max_s": 3.0, "tolerance": 0.003, "rest_speed": 0.005, "observation": OBS_FIELDS,
+            "network": {"kind": "mlp_tanh", "hidden": [8]}}
+    first = SkillPolicy(_mlp(len(OBS_FIELDS), (8,)), spec)
+    deployed = DeployedPolicies({"drawer_0": first}, learning=DistillConfig(epochs=20))
+    sheet = SimpleNamespace(affordances={"drawer_0": SimpleNamespace(mode="push")})
+    world = WorldModel(SimpleNamespace(io=SimpleNamespace(T_world_base=np.eye(4), sheet=sheet)), None, [],
+                       SolveConfig(), deployed)
+    monkeypatch.setattr(world, "refitted", lambda: rehearser)
+    world.model = rehearser.fitted
+    pace = world.pace("drawer_0", 0.0, 0.03)
+    for k in range(6):  # the arm's ticks: the hand's travel so far
+        pace(0.01 * k, 0.002 * k)
+    assert deployed.updates == []  # nothing learned while the move is on
+    world.pace("drawer_0", 0.012, 0.04)
+    (update,) = deployed.updates
+    assert update["part"] == "drawer_0" and update["moves"] == 1 and update["labels"] >= 3
+    assert deployed.policies["drawer_0"] is not first  # the next move is paced by the refitted weights

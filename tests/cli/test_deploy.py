@@ -134,6 +134,7 @@ def test_the_agent_solves_through_the_driver_with_an_exported_policy_loaded(tmp_
     assert EpisodeReader(tmp_path / "run" / "episode").ends_cleanly  # everything went through the driver
     drawer_paces = [p for p in log["mpc_paced_moves"] if p["part"] == "drawer"]
     assert all(p["pacer"] == "policy" for p in drawer_paces)  # never the MPC where the policy is given
+    assert (tmp_path / "run" / "policies" / "drawer" / "skill_policy.pt2").exists()  # kept with the run
 
 
 def test_a_policy_for_a_part_the_puzzle_lacks_is_refused_before_anything_moves(tmp_path):
@@ -153,3 +154,5 @@ def test_the_agent_asks_for_the_lockstep_emulator(tmp_path):
         deploy.run(_deploy_config("agent=puzzlebot"), tmp_path / "run")
     with pytest.raises(ValueError, match="policies"):
         deploy.run(_deploy_config(f"policies=[{tmp_path}]"), tmp_path / "run")
+    with pytest.raises(ValueError, match="no policy to learn"):
+        deploy.run(_deploy_config("agent=puzzlebot", "robot.realtime=false", "learn_on_the_job=true"), tmp_path / "run")

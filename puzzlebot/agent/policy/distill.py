@@ -11,7 +11,9 @@ noisy (`skill_env.SkillEnv`). The result is a `SkillPolicy` that needs no planni
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,7 +21,7 @@ from mujoco import rollout
 
 from puzzlebot.agent.mpc import MPCConfig, OpeningMPC, rollout_threads
 from puzzlebot.agent.policy.skill_env import SkillEnv, SkillEnvConfig
-from puzzlebot.agent.policy.skill_policy import OBS_FIELDS, SkillPolicy
+from puzzlebot.agent.policy.skill_policy import OBS_FIELDS, SkillPolicy, VisitedMove
 from puzzlebot.agent.rehearsal import Rehearser
 
 
@@ -75,7 +77,8 @@ def distil_mpc(rehearser: Rehearser, part: str, pushing: bool, config: DistillCo
             old_obs, old_act = list(old_report.observations), list(old_report.actions)
     spec = {"part": part, "pushing": pushing, "lever": env.lever, "max_speed": config.env.max_speed,
             "max_s": config.env.max_s, "control_s": config.env.control_s, "tolerance": config.env.tolerance,
-            "rest_speed": config.env.rest_speed, "observation": OBS_FIELDS, "distilled_from": "mpc"}
+            "rest_speed": config.env.rest_speed, "observation": OBS_FIELDS, "distilled_from": "mpc",
+            "network": {"kind": "mlp_tanh", "hidden": list(config.hidden)}}
     policy = SkillPolicy(student, spec)
     obs_data: list[np.ndarray] = list(old_obs)
     act_data: list[float] = list(old_act)  # in [-1, 1]
@@ -106,6 +109,103 @@ def distil_mpc(rehearser: Rehearser, part: str, pushing: bool, config: DistillCo
     report.labels = len(act_data)
     report.observations, report.actions = np.array(obs_data), np.array(act_data)
     return policy, report
+
+
+def learn_from_moves(policy: SkillPolicy, report: DistillReport, rehearser: Rehearser,
+                     moves: Sequence[VisitedMove], config: DistillConfig = DistillConfig()
+                     ) -> tuple[SkillPolicy, DistillReport]:
+    """On-the-job DAgger: the states the policy visited on the arm, labelled by the teacher
+    planning from them in the refitted model, join every label so far (the replay that keeps
+    earlier parts and puzzles), and a copy of the student is refitted on all of them.
+
+    `report` holds the labels so far (`distil_mpc`'s, or an earlier call's). The policy needs a
+    network it can be rebuilt from (`spec["network"]`, written by `distil_mpc`)."""
+    network = policy.spec.get("network")
+    if not network or network.get("kind") != "mlp_tanh":
+        raise ValueError(f"policy for {policy.spec.get('part')!r} has no trainable network description "
+                         f"(spec['network'] = {network!r}): it can act, not learn on the job")
+    student = _mlp(len(OBS_FIELDS), tuple(network["hidden"]))
+    student.load_state_dict(policy.module.state_dict())
+    obs_data = list(report.observations) if report.observations is not None else []
+    act_data = list(report.actions) if report.actions is not None else []
+    max_speed = float(policy.spec["max_speed"])
+    new = DistillReport(replayed=len(act_data), rounds=list(report.rounds))
+    with rollout.Rollout(nthread=rollout_threads()) as pool:
+        for move in moves:
+            teacher = OpeningMPC(rehearser, move.part, move.target, move.pushing, config.teacher, pool=pool)
+            for k in range(0, len(move.openings), config.query_every):
+                tic = time.perf_counter()
+                q, qd = float(move.openings[k]), float(move.velocities[k])
+                label = teacher.plan(q, qd) if q < move.target else 0.0
+                new.teacher_s += time.perf_counter() - tic
+                obs_data.append(np.asarray(move.observations[k], dtype=np.float32))
+                act_data.append(label / max_speed * 2.0 - 1.0)
+    if len(act_data) == new.replayed:
+        raise ValueError("learn_from_moves: the moves hold no state to learn from")
+    tic = time.perf_counter()
+    loss = _fit(student, np.array(obs_data), np.array(act_data), config)
+    new.train_s = time.perf_counter() - tic
+    new.rounds.append({"labels": len(act_data), "loss": loss, "on_the_job": True})
+    new.labels = len(act_data)
+    new.observations, new.actions = np.array(obs_data), np.array(act_data)
+    return SkillPolicy(student, dict(policy.spec)), new
+
+
+LABELS_NAME = "labels.npz"
+
+
+@dataclass
+class DeployedPolicies:
+    """Skill policies deployed in the solve loop, by part, and how they learn on the job.
+
+    With `learning` set, each policy's weights are refitted (`learn_from_moves`) on the moves it
+    paced, in the model refitted to every interaction so far, before its part's next move and
+    at the end of the solve; `labels` are every label so far per part (the replay)."""
+
+    policies: dict[str, SkillPolicy]
+    learning: DistillConfig | None = None  # None: the weights stay as loaded
+    labels: dict[str, DistillReport] = field(default_factory=dict)
+    updates: list[dict] = field(default_factory=list)  # per update: part, moves, labels, compute
+
+    def learn(self, rehearser: Rehearser, moves: Sequence[VisitedMove]) -> None:
+        """Refit each moved part's policy on its moves (nothing if `learning` is None)."""
+        if self.learning is None:
+            return
+        for part in sorted({m.part for m in moves}):
+            own = [m for m in moves if m.part == part]
+            policy, report = learn_from_moves(self.policies[part], self.labels.get(part, DistillReport()),
+                                              rehearser, own, self.learning)
+            self.policies[part], self.labels[part] = policy, report
+            self.updates.append({"part": part, "moves": len(own), "labels": report.labels,
+                                 "replayed": report.replayed, "teacher_s": report.teacher_s,
+                                 "train_s": report.train_s})
+
+    def save(self, folder: Path) -> None:
+        """Each policy in `folder/<part>` (`SkillPolicy.save`), with its labels for later replay."""
+        for part, policy in self.policies.items():
+            policy.save(Path(folder) / part)
+            report = self.labels.get(part)
+            if report is not None and report.observations is not None:
+                path = Path(folder) / part / LABELS_NAME
+                tmp = path.with_name("tmp_" + LABELS_NAME)
+                np.savez(tmp, observations=report.observations, actions=report.actions)
+                tmp.replace(path)
+
+    @classmethod
+    def load(cls, folders: Sequence[Path], learning: DistillConfig | None = None) -> DeployedPolicies:
+        """Policies exported by `SkillPolicy.save` (one per part), with their labels if saved."""
+        deployed = cls({}, learning)
+        for folder in map(Path, folders):
+            policy = SkillPolicy.load(folder)
+            part = str(policy.spec["part"])
+            if part in deployed.policies:
+                raise ValueError(f"{folder}: a second policy for part {part!r}")
+            deployed.policies[part] = policy
+            if (folder / LABELS_NAME).exists():
+                saved = np.load(folder / LABELS_NAME)
+                deployed.labels[part] = DistillReport(labels=len(saved["actions"]), observations=saved["observations"],
+                                                      actions=saved["actions"])
+        return deployed
 
 
 def _mlp(inputs: int, hidden: tuple[int, ...]) -> torch.nn.Module:

@@ -137,6 +137,19 @@ def evaluate(policy: SkillPolicy, env: SkillEnv, episodes: int, seed: int = 0) -
     return np.array(errors)
 
 
+@dataclass(frozen=True)
+class VisitedMove:
+    """A move a skill policy paced on the arm: what it saw at each step, and the part's opening
+    and velocity read from the hand there (joint units), towards `target`."""
+
+    part: str
+    pushing: bool
+    target: float
+    observations: np.ndarray  # (n, 4)
+    openings: np.ndarray  # (n,)
+    velocities: np.ndarray  # (n,)
+
+
 class PolicyPace:
     """A skill policy as a probe's follow speed (`Prober.probe(pace=...)`), with the MPC pace's
     reading of the hand's travel and its stopping rules (`mpc.MPCPace`)."""
@@ -149,9 +162,18 @@ class PolicyPace:
         self.radius = self.lever if radius is None else float(radius)  # the hand's circle about a hinge
         self.finished = False
         self.calls, self.compute_s = 0, 0.0  # policy evaluations and the seconds they took
+        self.visited: list[tuple[np.ndarray, float, float]] = []  # (what it saw, opening, velocity) per call
         self._history: list[tuple[float, float]] = []
         self._t0: float | None = None
         self._last = 0.0
+
+    def visited_move(self) -> VisitedMove | None:
+        """The states this pace acted on (for `distill.learn_from_moves`); None if it never acted."""
+        if not self.visited:
+            return None
+        obs, openings, velocities = zip(*self.visited, strict=True)
+        return VisitedMove(str(self.policy.spec["part"]), bool(self.policy.spec.get("pushing", False)), self.target,
+                           np.array(obs), np.array(openings), np.array(velocities))
 
     def opening(self, travelled: float) -> float:
         if not self.revolute:
@@ -171,6 +193,7 @@ class PolicyPace:
             self.finished = True
             return None
         obs = observation(self.target - q, velocity, self.lever, self._last, min(1.0, (t - self._t0) / spec["max_s"]))
+        self.visited.append((obs, q, velocity))
         tic = time.perf_counter()
         speed = self.policy.speed(obs)
         self.calls, self.compute_s = self.calls + 1, self.compute_s + time.perf_counter() - tic
