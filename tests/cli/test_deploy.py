@@ -154,5 +154,9 @@ def test_the_agent_asks_for_the_lockstep_emulator(tmp_path):
         deploy.run(_deploy_config("agent=puzzlebot"), tmp_path / "run")
     with pytest.raises(ValueError, match="policies"):
         deploy.run(_deploy_config(f"policies=[{tmp_path}]"), tmp_path / "run")
+    policy = _exported_policy(tmp_path / "policy", "drawer")  # no network description: it cannot learn
+    with pytest.raises(ValueError, match="trainable network"):
+        deploy.run(_deploy_config("agent=puzzlebot", "robot.realtime=false", "puzzle=first_drawer",
+                                  f"policies=[{policy}]", "learn_on_the_job=true"), tmp_path / "run")
     with pytest.raises(ValueError, match="no policy to learn"):
         deploy.run(_deploy_config("agent=puzzlebot", "robot.realtime=false", "learn_on_the_job=true"), tmp_path / "run")

@@ -167,6 +167,16 @@ class DeployedPolicies:
     labels: dict[str, DistillReport] = field(default_factory=dict)
     updates: list[dict] = field(default_factory=list)  # per update: part, moves, labels, compute
 
+    def __post_init__(self) -> None:
+        if self.learning is None:
+            return
+        for part, policy in self.policies.items():
+            network = policy.spec.get("network") or {}
+            if network.get("kind") != "mlp_tanh":
+                raise ValueError(f"DeployedPolicies.learning: the policy for {part!r} has no trainable network "
+                                 f"description (spec['network'] = {policy.spec.get('network')!r}; distilled "
+                                 "policies have one): it can be deployed, not learn on the job")
+
     def learn(self, rehearser: Rehearser, moves: Sequence[VisitedMove]) -> None:
         """Refit each moved part's policy on its moves (nothing if `learning` is None)."""
         if self.learning is None:
@@ -194,7 +204,7 @@ class DeployedPolicies:
     @classmethod
     def load(cls, folders: Sequence[Path], learning: DistillConfig | None = None) -> DeployedPolicies:
         """Policies exported by `SkillPolicy.save` (one per part), with their labels if saved."""
-        deployed = cls({}, learning)
+        deployed = cls({})
         for folder in map(Path, folders):
             policy = SkillPolicy.load(folder)
             part = str(policy.spec["part"])
@@ -205,7 +215,7 @@ class DeployedPolicies:
                 saved = np.load(folder / LABELS_NAME)
                 deployed.labels[part] = DistillReport(labels=len(saved["actions"]), observations=saved["observations"],
                                                       actions=saved["actions"])
-        return deployed
+        return cls(deployed.policies, learning, deployed.labels)  # checked for learning
 
 
 def _mlp(inputs: int, hidden: tuple[int, ...]) -> torch.nn.Module:
