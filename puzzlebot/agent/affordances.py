@@ -14,15 +14,17 @@ task asks (which part to open, how far), as a person would tell it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from puzzlebot.agent.perception.markers import marker_sizes
 from puzzlebot.sim.build import lay_out
+from puzzlebot.sim.markers import base_front_plate
 from puzzlebot.sim.spec import PuzzleSpec
 
 _MARKER_LIFT = 0.002  # m, the printed face sits this far out of the plate's centre plane (sim/build.py)
+_BASE_FRONT_NORMAL, _BASE_FRONT_UP = np.array([-1.0, 0.0, 0.0]), np.array([0.0, 0.0, 1.0])  # sim/build.py
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,10 @@ class MarkerSheet:
 
     sizes: dict[int, float]
     affordances: dict[str, Affordance]  # by part name
+    rest_rotations: dict[int, np.ndarray] = field(default_factory=dict)
+    """Marker id -> (3, 3) orientation at rest in base marker 0's frame, as the puzzle was built
+    (optional). Not a measurement: it breaks a small marker's PnP tilt ambiguity, where the
+    image fits two tilts about equally (a 30 px knob marker read 22 deg off, every frame)."""
 
     def part_of_marker(self) -> dict[int, str]:
         return {a.marker_id: a.part for a in self.affordances.values()}
@@ -68,12 +74,16 @@ def marker_sheet(spec: PuzzleSpec) -> MarkerSheet:
 
     Reads the handle and marker shapes only; joints, limits, dynamics and locks stay unknown.
     """
-    affordances = {}
+    affordances, rest = {}, {}
+    base_front, _ = base_front_plate(spec.base.size)
+    R_base = marker_frame(base_front, _BASE_FRONT_NORMAL, _BASE_FRONT_UP)[:3, :3]
     for name, lay in lay_out(spec).layouts.items():
         marker_id = lay.part.marker_id
         if marker_id is None:
             raise ValueError(f"part {name!r} has no marker id: validate the spec first")
-        T_inv = np.linalg.inv(marker_frame(lay.marker.center, lay.marker.normal, lay.marker.up))
+        T_marker = marker_frame(lay.marker.center, lay.marker.normal, lay.marker.up)
+        rest[marker_id] = R_base.T @ T_marker[:3, :3]
+        T_inv = np.linalg.inv(T_marker)
         R = T_inv[:3, :3]
         handle = lay.handle
         affordances[name] = Affordance(
@@ -81,7 +91,7 @@ def marker_sheet(spec: PuzzleSpec) -> MarkerSheet:
             mode=handle.mode, radius=float(handle.radius),
             # A bar's orientation is visible; a push handle's "grip axis" is its motion: not printed.
             grip_axis=R @ handle.grip_axis if handle.mode == "grasp" else None)
-    return MarkerSheet(marker_sizes(spec), affordances)
+    return MarkerSheet(marker_sizes(spec), affordances, rest)
 
 
 @dataclass(frozen=True)

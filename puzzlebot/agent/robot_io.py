@@ -29,7 +29,7 @@ class RobotIO:
         self.max_frame_age = max_frame_age
         self.detectors = {c.name: MarkerDetector(cv2.aruco.DICT_4X4_50, sheet.sizes, c.intrinsics, camera=c.name)
                           for c in cameras}
-        self.tracker = PartTracker(sheet.part_of_marker())
+        self.tracker = PartTracker(sheet.part_of_marker(), rest_rotations=sheet.rest_rotations)
         self._last_seq: dict[str, int] = {}
         self._base_samples: list[np.ndarray] = []
         self._secondary_views = 0

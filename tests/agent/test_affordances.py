@@ -30,3 +30,7 @@ def test_sheet_handle_lands_on_the_true_handle(path: Path) -> None:
         else:  # a push handle's printed frame would give its motion away: not on the sheet
             assert grip is None
         assert sheet.sizes[aff.marker_id] > 0.0
+        # the orientation at rest as built, in base marker 0's frame (the tracker's frame)
+        base = site_pose(world, "base_front/marker")[:3, :3]
+        rest = base.T @ site_pose(world, f"{part}/marker")[:3, :3]
+        np.testing.assert_allclose(sheet.rest_rotations[aff.marker_id], rest, atol=1e-6)
