@@ -96,7 +96,9 @@ class RobotIO:
         for obs in observations:
             part = part_of.get(obs.id)
             if part is not None and obs.camera not in framed and obs.camera in self.T_world_cam:
-                self.tracker.add_pose(part, t, T_base_world @ self.T_world_cam[obs.camera] @ obs.T_cam_marker)
+                T_base_cam = T_base_world @ self.T_world_cam[obs.camera]
+                alternative = None if obs.alternative is None else T_base_cam @ obs.alternative
+                self.tracker.add_pose(part, t, T_base_cam @ obs.T_cam_marker, alternative)
 
     def part_pose_world(self, part: str) -> np.ndarray | None:
         """Latest tracked world pose of a part's marker (None until the base and the part were seen)."""

@@ -289,3 +289,16 @@ def test_a_new_track_starts_from_the_tilt_nearer_the_sheets_rest_orientation():
     rest = _pose([0.0, 0.0, 0.0], 0.15)[:3, :3]  # as built: a few degrees from where it is seen
     np.testing.assert_allclose(frames(PartTracker({2: "knob"}, rest_rotations={2: rest})), true[:3, :3], atol=1e-9)
     np.testing.assert_allclose(frames(PartTracker({2: "knob"})), (true @ tilt)[:3, :3], atol=1e-9)  # no sheet: the fit
+
+
+def test_a_pose_placed_through_calibration_keeps_the_tilt_of_its_track():
+    # A hand that hides the base marker from the camera: the part's pose goes through the
+    # camera's calibration, and its other PnP tilt with it (without it the 22 deg flip of
+    # gen_d3_s9352's knob marker passed the gate as a turn and the track kept it).
+    tilt = np.eye(4)
+    tilt[:3, :3] = [[np.cos(0.38), 0, np.sin(0.38)], [0, 1, 0], [-np.sin(0.38), 0, np.cos(0.38)]]
+    true = _pose([0.1, 0.05, 0.0])
+    tracker = PartTracker({2: "knob"})
+    tracker.update([_obs(0, CAM_BASE, 0.0), _obs(2, CAM_BASE @ true, 0.0)], 0.0)
+    assert tracker.add_pose("knob", 0.1, true @ tilt, alternative=true)
+    np.testing.assert_allclose(quat_to_matrix(tracker.tracks["knob"].quaternions[-1]), true[:3, :3], atol=1e-9)

@@ -163,9 +163,10 @@ class PartTracker:
             "no base marker usable in any camera: no relative poses this frame" if observations else "no markers seen")
         return FrameResult(t, base_used is not None, poses, base_used, tuple(accepted), tuple(rejected), note)
 
-    def add_pose(self, part: str, t: float, T_base_part: np.ndarray) -> bool:
-        """Gate and record one already-relative pose (what `update` does per part); True if accepted."""
-        return self._accept(self.tracks[part], t, T_base_part)
+    def add_pose(self, part: str, t: float, T_base_part: np.ndarray, alternative: np.ndarray | None = None) -> bool:
+        """Gate and record one already-relative pose (what `update` does per part), with the
+        marker's other PnP tilt if there is one; True if accepted."""
+        return self._accept(self.tracks[part], t, T_base_part, alternative)
 
     def _base_from_camera(self, camera_obs: list[MarkerObservation]) -> tuple[int, np.ndarray] | None:
         """(base id used, T_ref_cam) for one camera's image, or None if no base marker is usable."""
