@@ -302,3 +302,22 @@ def test_a_pose_placed_through_calibration_keeps_the_tilt_of_its_track():
     tracker.update([_obs(0, CAM_BASE, 0.0), _obs(2, CAM_BASE @ true, 0.0)], 0.0)
     assert tracker.add_pose("knob", 0.1, true @ tilt, alternative=true)
     np.testing.assert_allclose(quat_to_matrix(tracker.tracks["knob"].quaternions[-1]), true[:3, :3], atol=1e-9)
+
+
+def test_after_a_gap_the_better_fitting_tilt_is_taken_not_the_one_nearer_the_old_pose():
+    # gen_d1_s9100's door swung 0.3 rad while the hand hid its marker: of the two tilts seen
+    # after, the wrong one was nearer the closed door, and the swing was lost.
+    def about_y(angle: float) -> np.ndarray:
+        T = np.eye(4)
+        T[:3, :3] = [[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]]
+        return T
+
+    rest, swung, mirror = _pose([0.1, 0.05, 0.0]), about_y(0.4), about_y(-0.25)
+    tracker = PartTracker({2: "door"})
+    for i in range(3):
+        tracker.update([_obs(0, CAM_BASE, 0.04 * i), _obs(2, CAM_BASE @ rest, 0.04 * i)], 0.04 * i)
+    seen = MarkerObservation(2, 3.0, "cam", CAM_BASE @ rest @ swung, np.zeros((4, 2)), 0.1,
+                             alternative=CAM_BASE @ rest @ mirror)
+    tracker.update([_obs(0, CAM_BASE, 3.0), seen], 3.0)
+    np.testing.assert_allclose(quat_to_matrix(tracker.tracks["door"].quaternions[-1]), (rest @ swung)[:3, :3],
+                               atol=1e-9)

@@ -94,6 +94,8 @@ class TrackerConfig:
     """rad allowed on top of `max_angular_speed * dt`."""
     reinit_after: int = 3
     """Consecutive mutually consistent rejections that re-seed a track (it had locked on a wrong pose)."""
+    continuity_s: float = 0.5
+    """s: within this of a track's last pose, of a marker's two PnP tilts the one nearer it is taken."""
     smoothing_tau: float = 0.05
     """s: time constant of the exponential smoothing; a gap (dropped frames) smooths less."""
 
@@ -201,21 +203,29 @@ class PartTracker:
     def _accept(self, track: PartTrack, t: float, T: np.ndarray, alternative: np.ndarray | None = None) -> bool:
         """Gate a measurement against the last accepted pose; append it (smoothed) if plausible.
 
-        `alternative` is the marker's other PnP solution (the other tilt): of the two, the one
-        nearer the track's last orientation is taken, or for a new track the one nearer the
-        part's orientation at rest when the sheet gives it. The best-fitting tilt is not always
-        right: a 30 px knob marker's fit 22 deg off beat the true tilt (0.07 px against 0.18
-        px of reprojection error) in every frame, and the hand pushed the knob's dial for its crank.
+        `alternative` is the marker's other PnP solution (the other tilt). Within `continuity_s`
+        of the track's last pose the one nearer it is taken, and for a new track the one nearer
+        the part's orientation at rest when the sheet gives it: the best-fitting tilt is not
+        always right (a 30 px knob marker's fit 22 deg off beat the true tilt, 0.07 px against
+        0.18 px of reprojection error, in every frame). After a longer gap the part may have
+        turned anywhere (a door swung while the hand hid its marker: the tilt nearer the closed
+        door was the wrong one), so the better fit is taken, unless only the other agrees.
         """
         cfg = self.config
         pose = PartPose(t, T[:3, 3].copy(), quat_from_matrix(T[:3, :3]))
-        reference = track.quaternions[-1] if track.times else self._rest.get(track.name)
-        if alternative is not None and reference is not None:
-            flipped = PartPose(t, alternative[:3, 3].copy(), quat_from_matrix(alternative[:3, :3]))
+        flipped = None if alternative is None else PartPose(t, alternative[:3, 3].copy(),
+                                                           quat_from_matrix(alternative[:3, :3]))
+        recent = bool(track.times) and t - track.times[-1] <= cfg.continuity_s
+        reference = track.quaternions[-1] if recent else None if track.times else self._rest.get(track.name)
+        if flipped is not None and reference is not None:
             if quat_angle(reference, flipped.quaternion) < quat_angle(reference, pose.quaternion):
                 pose = flipped
         if track.times:
             dt = max(t - track.times[-1], 0.0)
+            if flipped is not None and not recent and not self._consistent(track.positions[-1],
+                                                                            track.quaternions[-1], pose, dt):
+                if self._consistent(track.positions[-1], track.quaternions[-1], flipped, dt):
+                    pose = flipped  # after a gap: the better fit, unless only the other agrees
             if not self._consistent(track.positions[-1], track.quaternions[-1], pose, dt):
                 track.rejected += 1
                 track._pending.append(pose)
