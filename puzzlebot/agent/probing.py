@@ -261,10 +261,12 @@ class Prober:
             record.attempted = False
             return record
         test = direction == "test"
+        self.io.tracker.handled(part)  # it may turn behind the hand: its marker's tilt is read afresh
         if aff.mode == "grasp":
             self._grasp_probe(part, aff, handle, approach, grip_axis, candidates, record, test, pace)
         else:
             self._push_probe(part, aff, handle, approach, candidates, record, test, pace)
+        self.io.tracker.handled(part)  # and once more as the hand lets go
         record.attempted = record.attempted and record.engaged  # re-judged by the cameras below
         if self._view_parked(part):  # the cameras have the last word once the hand is away
             end, _, _ = self.io.handle_world(part)

@@ -94,8 +94,6 @@ class TrackerConfig:
     """rad allowed on top of `max_angular_speed * dt`."""
     reinit_after: int = 3
     """Consecutive mutually consistent rejections that re-seed a track (it had locked on a wrong pose)."""
-    continuity_s: float = 0.5
-    """s: within this of a track's last pose, of a marker's two PnP tilts the one nearer it is taken."""
     smoothing_tau: float = 0.05
     """s: time constant of the exponential smoothing; a gap (dropped frames) smooths less."""
 
@@ -131,6 +129,7 @@ class PartTracker:
         self.config = config
         self._rest = {marker_to_part[i]: quat_from_matrix(np.asarray(R)) for i, R in (rest_rotations or {}).items()
                       if i in marker_to_part}
+        self._handled: set[str] = set()
         self.tracks = {name: PartTrack(name, marker_id) for marker_id, name in marker_to_part.items()}
         self._part_of = dict(marker_to_part)
         self._secondary_samples: list[np.ndarray] = []  # T_ref_secondary from images showing both
@@ -164,6 +163,13 @@ class PartTracker:
         note = "" if base_used is not None else (
             "no base marker usable in any camera: no relative poses this frame" if observations else "no markers seen")
         return FrameResult(t, base_used is not None, poses, base_used, tuple(accepted), tuple(rejected), note)
+
+    def handled(self, part: str) -> None:
+        """The hand is taking hold of `part`: it may turn anywhere before its marker is seen again,
+        so its next pose is not chosen for nearness to its last (see `_accept`)."""
+        if part not in self.tracks:
+            raise KeyError(f"handled({part!r}): no such part on the sheet ({sorted(self.tracks)})")
+        self._handled.add(part)
 
     def add_pose(self, part: str, t: float, T_base_part: np.ndarray, alternative: np.ndarray | None = None) -> bool:
         """Gate and record one already-relative pose (what `update` does per part), with the
@@ -203,29 +209,30 @@ class PartTracker:
     def _accept(self, track: PartTrack, t: float, T: np.ndarray, alternative: np.ndarray | None = None) -> bool:
         """Gate a measurement against the last accepted pose; append it (smoothed) if plausible.
 
-        `alternative` is the marker's other PnP solution (the other tilt). Within `continuity_s`
-        of the track's last pose the one nearer it is taken, and for a new track the one nearer
-        the part's orientation at rest when the sheet gives it: the best-fitting tilt is not
-        always right (a 30 px knob marker's fit 22 deg off beat the true tilt, 0.07 px against
-        0.18 px of reprojection error, in every frame). After a longer gap the part may have
-        turned anywhere (a door swung while the hand hid its marker: the tilt nearer the closed
-        door was the wrong one), so the better fit is taken, unless only the other agrees.
+        `alternative` is the marker's other PnP solution (the other tilt). The one nearer the
+        track's last orientation is taken, and for a new track the one nearer the part's
+        orientation at rest when the sheet gives it: the best-fitting tilt is not always right
+        (a 30 px knob marker's fit 22 deg off beat the true tilt, 0.07 px against 0.18 px of
+        reprojection error, in every frame, also after the hand had hidden it a while). For the
+        first pose after the hand took hold of the part (`handled`) the better fit is taken,
+        unless only the other agrees with the track: the part may have turned anywhere (a door
+        swung 0.3 rad behind the hand, and the tilt nearer the closed door was the wrong one).
         """
         cfg = self.config
         pose = PartPose(t, T[:3, 3].copy(), quat_from_matrix(T[:3, :3]))
         flipped = None if alternative is None else PartPose(t, alternative[:3, 3].copy(),
                                                            quat_from_matrix(alternative[:3, :3]))
-        recent = bool(track.times) and t - track.times[-1] <= cfg.continuity_s
-        reference = track.quaternions[-1] if recent else None if track.times else self._rest.get(track.name)
+        handled = track.name in self._handled
+        reference = (None if handled else track.quaternions[-1]) if track.times else self._rest.get(track.name)
         if flipped is not None and reference is not None:
             if quat_angle(reference, flipped.quaternion) < quat_angle(reference, pose.quaternion):
                 pose = flipped
         if track.times:
             dt = max(t - track.times[-1], 0.0)
-            if flipped is not None and not recent and not self._consistent(track.positions[-1],
-                                                                            track.quaternions[-1], pose, dt):
+            if flipped is not None and handled and not self._consistent(track.positions[-1],
+                                                                         track.quaternions[-1], pose, dt):
                 if self._consistent(track.positions[-1], track.quaternions[-1], flipped, dt):
-                    pose = flipped  # after a gap: the better fit, unless only the other agrees
+                    pose = flipped  # moved by the hand: the better fit, unless only the other agrees
             if not self._consistent(track.positions[-1], track.quaternions[-1], pose, dt):
                 track.rejected += 1
                 track._pending.append(pose)
@@ -234,6 +241,7 @@ class PartTracker:
                 pose = track._pending[-1]
                 track.clear()
         track._pending.clear()
+        self._handled.discard(track.name)
         if track.times:
             alpha = 1.0 - np.exp(-max(t - track.times[-1], 0.0) / max(cfg.smoothing_tau, 1e-9))
             position = track.smoothed_positions[-1] + alpha * (pose.position - track.smoothed_positions[-1])
