@@ -4,14 +4,17 @@ Order of events: build the backend (the reality emulator by default, or a real a
 it in the `Driver` (safety layer + state machine) with an `EpisodeWriter` in the run folder,
 connect, check (calibration, joint limits, workspace, cameras), then either stop there
 (`dry_run=true`: nothing moves) or ask for confirmation on real hardware and run the agent.
-Ctrl-C or any exception stops the arm and closes the log; the emulator's hidden gap is
-written into the log only after the episode.
+Ctrl-C, SIGTERM or any exception stops the arm and closes the log; the emulator's hidden gap
+is written into the log only after the episode.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -236,8 +239,28 @@ def _main(cfg: DictConfig) -> None:
     run(cfg, Path(HydraConfig.get().runtime.output_dir) / "episode")
 
 
+@contextlib.contextmanager
+def stop_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM raise `KeyboardInterrupt` (the arm is stopped, the log closed) while
+    the deploy runs, restoring the previous handlers after.
+
+    Why both, and why always: a shell starts background jobs (`cmd &` in a script, nohup) with
+    SIGINT ignored, and Python then keeps ignoring it, so `kill -INT` did nothing to such a
+    deploy; and SIGTERM (kill, systemd, docker stop) killed it with the log left open."""
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def main() -> None:
-    _main()
+    with stop_signals():
+        _main()
 
 
 if __name__ == "__main__":

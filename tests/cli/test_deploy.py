@@ -40,15 +40,23 @@ def test_deploy_on_the_emulator_records_commands_frames_and_the_gap_after(tmp_pa
 
 
 @pytest.mark.fault
-def test_ctrl_c_stops_the_arm_and_closes_the_log(tmp_path):
+def _as_background_job() -> None:
+    """What a shell does to `cmd &` in a script (and nohup runs): SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_ctrl_c_stops_the_arm_and_closes_the_log(tmp_path, stop):
     run_dir = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "puzzlebot.cli.deploy", f"hydra.run.dir={run_dir}",
-                             "duration_s=60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "duration_s=60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_as_background_job)
     deadline = time.monotonic() + 60
     log_file = run_dir / "episode" / "episode.jsonl"
     while time.monotonic() < deadline and (not log_file.exists() or '"command"' not in log_file.read_text()):
         time.sleep(0.1)
-    os.kill(proc.pid, signal.SIGINT)
+    assert proc.poll() is None, "the deploy ended before it was stopped"
+    os.kill(proc.pid, stop)
     out, err = proc.communicate(timeout=60)
     assert "interrupted" in out, err[-2000:]
     log = EpisodeReader(run_dir / "episode")
