@@ -112,8 +112,20 @@ def driven_motion(interaction: Interaction, articulation: Articulation,
     if stop - start < MIN_SAMPLES:
         return None
     sl = slice(start, stop)
+    # Across the motion, in two fixed directions: an error in the fitted axis leaks it into the effort
+    # (a hinge's offset through axis x force, a slide's tilt through the force itself).
+    leaking = force_on_part if articulation.kind == "prismatic" else np.cross(axis, force_on_part)
+    across = leaking[sl] @ _perpendiculars(axis).T
     return DrivenMotion(kind=articulation.kind, times=times[sl] - times[start],
-                        positions=coordinate[sl] - coordinate[start], efforts=effort[sl])
+                        positions=coordinate[sl] - coordinate[start], efforts=effort[sl], across=across)
+
+
+def _perpendiculars(axis: np.ndarray) -> np.ndarray:
+    """(2, 3) two unit vectors perpendicular to `axis` and to each other."""
+    helper = np.eye(3)[int(np.argmin(np.abs(axis)))]
+    first = np.cross(axis, helper)
+    first /= np.linalg.norm(first)
+    return np.stack([first, np.cross(axis, first)])
 
 
 def _angles_about(arm: np.ndarray, axis: np.ndarray) -> np.ndarray:
