@@ -113,9 +113,13 @@ def driven_motion(interaction: Interaction, articulation: Articulation,
         return None
     sl = slice(start, stop)
     # Across the motion, in two fixed directions: an error in the fitted axis leaks it into the effort
-    # (a hinge's offset through axis x force, a slide's tilt through the force itself).
-    leaking = force_on_part if articulation.kind == "prismatic" else np.cross(axis, force_on_part)
-    across = leaking[sl] @ _perpendiculars(axis).T
+    # (a hinge's offset through axis x force, a slide's tilt through the force itself). Only a held
+    # handle is pushed across by the hand; a fingertip's across force is its contact friction, in
+    # proportion to the push (fitted as a leak, it took a button's friction: 12 % -> 63 % off).
+    across = None
+    if interaction.contact == "grasp":
+        leaking = force_on_part if articulation.kind == "prismatic" else np.cross(axis, force_on_part)
+        across = leaking[sl] @ _perpendiculars(axis).T
     return DrivenMotion(kind=articulation.kind, times=times[sl] - times[start],
                         positions=coordinate[sl] - coordinate[start], efforts=effort[sl], across=across)
 

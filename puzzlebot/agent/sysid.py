@@ -271,9 +271,11 @@ class _Leak:
 
     @classmethod
     def of(cls, motions: list[DrivenMotion], measured: np.ndarray) -> _Leak | None:
-        if any(m.across is None for m in motions):
+        if all(m.across is None for m in motions):
             return None
-        across = np.concatenate([np.asarray(m.across, dtype=float) for m in motions])
+        # a motion without a leak (a push) leaks nothing: zero rows
+        across = np.concatenate([np.zeros((len(m.times), 2)) if m.across is None else np.asarray(m.across, dtype=float)
+                                 for m in motions])
         # white noise of the effort from successive differences (robust: the motion's own changes are slow)
         noise = max(float(np.median(np.abs(np.diff(measured)))) / (0.6745 * np.sqrt(2.0)), 1e-9)
         return cls(across, noise / LEAK_PRIOR[motions[0].kind])
