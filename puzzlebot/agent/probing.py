@@ -21,8 +21,11 @@ cameras' line of sight). Everything the probe saw and sent is kept as an
 
 from __future__ import annotations
 
+import functools
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import mujoco
 import numpy as np
@@ -139,6 +142,27 @@ Pace = Callable[[float, float], "float | None"]
 speed (m/s) out, or None once the part is where it should be (`agent.mpc.MPCPace`)."""
 
 
+ACTIVITIES = ("free_motion", "guarded_approach", "settling", "camera_view", "held_motion", "push_motion",
+              "grasp_closing", "other")
+"""What `Prober.robot_s_by_activity` splits the arm's time into: moves through free space, the slow
+approach that stops at a touch, waits for a grasp or a part to settle, parking for the cameras,
+moving a held part, pushing a part, closing the fingers on a bar, and anything else."""
+
+
+def _activity(name: str) -> Callable:
+    """Count the robot time a Prober method ticks as `name` (unless a method it calls counts it)."""
+    def wrap(method: Callable) -> Callable:
+        @functools.wraps(method)
+        def counted(self: Prober, *args: Any, **kwargs: Any) -> Any:
+            self._doing.append(name)
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                self._doing.pop()
+        return counted
+    return wrap
+
+
 class Prober:
     """Opens (or closes) one part by trial and compliance; see the module docstring."""
 
@@ -154,11 +178,17 @@ class Prober:
         self.slipped = False  # the last grasp lost its handle
         self.left_at: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         """Per grasped part: handle point, approach and grip axis where the hand last let go of it."""
+        self.robot_s_by_activity: Counter[str] = Counter()
+        """Robot time, s, by what the arm was doing (`ACTIVITIES`; the innermost one counts): where a
+        solve's time goes, so that speeding it up starts where it is spent."""
+        self._doing: list[str] = []
 
     # ------------------------------------------------------------------ motion
     def _tick(self) -> RobotState:
+        self.robot_s_by_activity[self._doing[-1] if self._doing else "other"] += self.period
         return self.io.tick(self.cmd_pos, self.cmd_quat, self.grip)
 
+    @_activity("free_motion")
     def move_to(self, pos: np.ndarray, quat: np.ndarray, speed: float) -> None:
         start_pos, start_quat = self.cmd_pos.copy(), self.cmd_quat.copy()
         dq = np.zeros(3)
@@ -171,6 +201,7 @@ class Prober:
             mujoco.mju_quatIntegrate(self.cmd_quat, dq, i / steps)
             self._tick()
 
+    @_activity("guarded_approach")
     def guarded_move(self, pos: np.ndarray, speed: float) -> bool:
         """Straight TCP motion that stops at the first touch (wrist force over the contact level)."""
         start = self.cmd_pos.copy()
@@ -186,6 +217,13 @@ class Prober:
                 return True
         return False
 
+    def _look(self, seconds: float) -> None:
+        """Hold still where the hand is while the cameras look (counted as `camera_view`)."""
+        start = self.io.state.t
+        self.io.hold(seconds, grip=self.grip)
+        self.robot_s_by_activity["camera_view"] += self.io.state.t - start
+
+    @_activity("settling")
     def wait(self, seconds: float) -> None:
         for _ in range(max(1, int(round(seconds / self.period)))):
             self._tick()
@@ -243,7 +281,7 @@ class Prober:
         aff = self.io.sheet.affordances[part]
         if not self.io.seen_since(part, self.io.state.t - self.config.view_s):
             self.park()
-            self.io.hold(self.config.view_s, grip=self.grip)
+            self._look(self.config.view_s)
         override = handle
         handle, approach, grip_axis = self.io.handle_world(part)
         if override is not None:
@@ -278,11 +316,12 @@ class Prober:
             record.attempted = record.attempted or seen >= self.config.moved_threshold  # slid without a felt push
         return record
 
+    @_activity("camera_view")
     def _view_parked(self, part: str) -> bool:
         """Park and look: whether the cameras saw the part with the hand away."""
         self.park()
         parked = self.io.state.t
-        self.io.hold(self.config.view_s, grip=self.grip)
+        self._look(self.config.view_s)
         return self.io.seen_since(part, parked)
 
     def park(self) -> None:
@@ -366,6 +405,7 @@ class Prober:
             return None
         return held
 
+    @_activity("grasp_closing")
     def _close_centred(self, axis: np.ndarray) -> None:
         """Close the fingers, the hand sliding along their closing `axis` with the force on it.
 
@@ -389,6 +429,7 @@ class Prober:
         gap = 2 * aff.radius + 2 * self.config.grasp_margin
         return float(np.clip(1.0 - gap / hand.opening, hand.preshape, 1.0))
 
+    @_activity("held_motion")
     def _comply(self, d: np.ndarray, distance: float, speed: float, held: float, record: Interaction | None,
                 start: np.ndarray | None = None, tug: bool = False, follow: Pace | None = None) -> bool:
         """Move the grasping hand along `d`, yielding to force across it; True if it travelled `distance`
@@ -531,7 +572,7 @@ class Prober:
         """How far the cameras see the handle from `before`, across its face, once the hand has
         backed off (None when they do not see it: the hand or the part hides the marker)."""
         since = self.io.state.t
-        self.io.hold(self.config.view_s * 0.5, grip=self.grip)
+        self._look(self.config.view_s * 0.5)
         if not self.io.seen_since(part, since):
             return None
         now, _, _ = self.io.handle_world(part)
@@ -596,6 +637,7 @@ class Prober:
             floors = floors + max(push_from_below, 0.0)
         return clear_table(pos, quat, pivot, approach, points, floors, cfg.max_tilt_deg)
 
+    @_activity("push_motion")
     def _servo_push(self, part: str, aff: Affordance, d: np.ndarray, record: Interaction,
                     give_limit: float | None = None, follow: Pace | None = None) -> Pushed:
         """Push along `d`, re-aimed at the handle's tracked motion, until it stops.

@@ -169,7 +169,8 @@ def solve_log(result: SolveResult) -> dict[str, Any]:
     """A solve's steps, beliefs and verdicts, JSON-friendly."""
     outcome = result.outcome
     return {"solved_on_world": result.solved, "believed_solved": outcome.believed_solved, "reason": outcome.reason,
-            "attempts": len(outcome.attempts), "robot_time_s": outcome.robot_time_s, "decide_s": outcome.decide_s,
+            "attempts": len(outcome.attempts), "robot_time_s": outcome.robot_time_s,
+            "robot_s_by_activity": outcome.robot_s_by_activity, "decide_s": outcome.decide_s,
             "fit_s": result.fit_s, "wall_s": result.wall_s, "goal_openings_estimated": outcome.openings,
             "final_part_positions_on_world": result.final_positions, "unseen_parts": result.unseen,
             "lock_graph": {p: sorted(b) for p, b in outcome.beliefs.map_graph().items()},

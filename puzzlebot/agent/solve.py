@@ -41,6 +41,7 @@ then paced by the MPC).
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -120,6 +121,7 @@ class SolveOutcome:
     model: FittedModel | None = None  # the last model refitted for a rehearsal (None if none was needed)
     mpc: list[dict] = field(default_factory=list)  # per paced move: part, target, replans, compute
     views: dict[str, PartView] = field(default_factory=dict)  # what was seen of each part before any move
+    robot_s_by_activity: dict[str, float] = field(default_factory=dict)  # `probing.ACTIVITIES` during the solve
 
 
 def solve(prober: Prober, parts: list[str], goals: list[TaskGoal], config: SolveConfig = SolveConfig(),
@@ -141,6 +143,7 @@ def solve(prober: Prober, parts: list[str], goals: list[TaskGoal], config: Solve
     rng = np.random.default_rng(config.explorer.seed)
     io = prober.io
     t0 = io.state.t
+    activity0 = Counter(prober.robot_s_by_activity)
     displaced: frozenset[str] = frozenset()
     attempts: list[Attempt] = []
     steps: list[dict] = []
@@ -247,8 +250,11 @@ def solve(prober: Prober, parts: list[str], goals: list[TaskGoal], config: Solve
         decide += sum(p["compute_s"] for p in world_model.paced)  # the MPC plans while the arm moves
         if policies is not None:  # the policies' learning on the job, this solve's share
             decide += sum(u["teacher_s"] + u["train_s"] for u in policies.updates[updates_before:])
+        spent = Counter(prober.robot_s_by_activity)
+        spent.subtract(activity0)
         return SolveOutcome(not pending, reason, beliefs, attempts, arm.interactions, steps, openings,
-                            io.state.t - t0, decide, world_model.model, world_model.paced, views)
+                            io.state.t - t0, decide, world_model.model, world_model.paced, views,
+                            {k: round(v, 3) for k, v in spent.items() if v > 0})
     finally:
         world_model.close()
 

@@ -7,6 +7,7 @@ import pytest
 
 from puzzlebot.agent.affordances import TaskGoal, marker_sheet, task_goals
 from puzzlebot.agent.locks import OPEN, TEST, ActiveExplorer, Attempt, LockBeliefs, relevance
+from puzzlebot.agent.probing import ACTIVITIES
 from puzzlebot.agent.session import SessionConfig, run_solve
 from puzzlebot.agent.solve import SolveConfig, _next_move
 from puzzlebot.real.emulator import EmulatorBackend, EmulatorConfig
@@ -84,6 +85,10 @@ def test_a_depth_two_lockbox_is_solved_on_the_emulator_from_camera_images(tmp_pa
     # the agent's own estimate of the goal part's opening agrees with the world's joint
     assert result.outcome.openings[goal.part] == pytest.approx(result.final_positions[goal.part], abs=0.15)
     assert (tmp_path / "solve.json").exists() and (tmp_path / "fitted_model.xml").exists()
+    # where the robot time went: every control period the prober ticked, each under one activity
+    spent = result.outcome.robot_s_by_activity
+    assert set(spent) <= set(ACTIVITIES) and {"free_motion", "guarded_approach"} <= set(spent)
+    assert sum(spent.values()) == pytest.approx(result.outcome.robot_time_s, rel=0.02)
 
 
 def test_a_door_marker_turn_is_read_about_the_fitted_axis_only():
