@@ -80,7 +80,8 @@ def solve_one(spec, seed: int, memory: FamilyMemory | None, max_attempts: int, m
     row = {"puzzle": spec.name, "solved": result.solved, "attempts": len(outcome.attempts),
            "failed_attempts": sum(not a.moved for a in outcome.attempts),
            "directions_tried": sum(len(i.tried) for i in outcome.interactions),
-           "robot_time_s": outcome.robot_time_s, "compute_s": compute, "real_time_s": outcome.robot_time_s + compute,
+           "robot_time_s": outcome.robot_time_s, "robot_s_by_activity": outcome.robot_s_by_activity,
+           "compute_s": compute, "real_time_s": outcome.robot_time_s + compute,
            "wall_s": result.wall_s, "reason": outcome.reason}
     return row, result
 

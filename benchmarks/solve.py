@@ -80,7 +80,8 @@ def run_agent(spec, depth: int, agent: str, seed: int, budget: SolveConfig, runs
     surprises = [s["surprise"] for s in outcome.steps if "surprise" in s]
     row = {**row, "solved": result.solved, "believed_solved": outcome.believed_solved,
            "attempts": len(outcome.attempts), "robot_time_s": outcome.robot_time_s,
-           "compute_s": outcome.decide_s + result.fit_s, "wall_s": result.wall_s, "reason": outcome.reason,
+           "robot_s_by_activity": outcome.robot_s_by_activity, "compute_s": outcome.decide_s + result.fit_s,
+           "wall_s": result.wall_s, "reason": outcome.reason,
            "mean_surprise_nats": float(np.mean(surprises)) if surprises else None,
            "mpc_paced_moves": len(outcome.mpc), "mpc_compute_s": float(sum(p["compute_s"] for p in outcome.mpc))}
     if agent == "puzzlebot":
