@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from puzzlebot.real import emulator_process
 from puzzlebot.real.driver import Driver, DriverState
 from puzzlebot.real.emulator import EmulatorBackend, EmulatorConfig, GapConfig
 from puzzlebot.real.interface import (
@@ -254,7 +255,8 @@ def test_faults_still_work_in_lockstep(gripper: EmulatorBackend) -> None:
 
 
 @pytest.mark.fault
-def test_injected_disconnect_is_detected_and_reconnects() -> None:
+def test_injected_disconnect_is_detected_and_reconnects(monkeypatch) -> None:
+    monkeypatch.setattr(emulator_process, "LOCKSTEP_TIMEOUT", 2.0)  # the default is for loaded machines
     with _lockstep() as backend:
         state = backend.read_state()
         backend.inject_fault(FaultKind.DISCONNECTED)
@@ -265,7 +267,7 @@ def test_injected_disconnect_is_detected_and_reconnects() -> None:
         with pytest.raises(NotConnectedError, match="no state"):
             backend.read_state()
         waited = time.monotonic() - begun
-        assert backend._link is not None and backend._link.lockstep_timeout <= waited < 3.5
+        assert backend._link is not None and 2.0 == backend._link.lockstep_timeout <= waited < 3.5
         assert FaultKind.DISCONNECTED in {f.kind for f in backend.faults()} and not backend.is_connected
         backend.connect()  # the link re-opens; the world waited meanwhile
         assert backend.is_connected
@@ -308,13 +310,15 @@ def test_a_child_dying_during_a_read_ends_the_wait() -> None:
 
 
 @pytest.mark.fault
-def test_a_slow_child_that_keeps_stepping_is_not_a_lost_link() -> None:
+def test_a_slow_child_that_keeps_stepping_is_not_a_lost_link(monkeypatch) -> None:
     """A period that takes longer than the lockstep timeout on the wall clock (an overloaded
     machine: here the child is stopped 0.3 s at a time) is slow, not lost, while the child shows
     signs of life between the stops; four model-building sessions were lost to this."""
     import os
     import signal
     import threading
+
+    monkeypatch.setattr(emulator_process, "LOCKSTEP_TIMEOUT", 2.0)  # a period slower than this, in a test's time
 
     # one 1 s period (500 physics steps) per command: long enough to be stopped many times over
     with _lockstep(control_hz=1.0, link_timeout=1.5) as backend:
