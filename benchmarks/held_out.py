@@ -7,10 +7,13 @@ is generated from seed HELD_OUT_SEED + 100 d + s.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import multiprocessing
 import platform
 import re
+import signal
+import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -122,11 +125,26 @@ def run_episodes(tasks: list[Any], play: Callable[[Any], dict[str, Any]], jobs: 
                 progress.update(bar, description=keys[k])
                 done(k, play(tasks[k]))
         else:
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=end_with_parent) as pool:
                 futures = {pool.submit(play, tasks[k]): k for k in todo}
                 for future in as_completed(futures):
                     done(futures[future], future.result())
     return [rows[k] for k in range(len(tasks))]
+
+
+def end_with_parent() -> None:
+    """Make this process get SIGTERM when its parent dies (Linux; elsewhere nothing).
+
+    Why: a benchmark stopped by `kill` left its pool's workers orphaned, each playing its episode
+    (ten minutes or more at depth 5) to the end on the cores the next run needed; their emulator
+    children end with them (the world's pipe closes)."""
+    if not sys.platform.startswith("linux"):
+        return
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
 
 
 def machine() -> str:

@@ -59,3 +59,48 @@ def test_failed_episodes_are_played_again_on_resume(tmp_path):
     played.clear()
     rows = run_episodes(["a", "bb"], _runner(played), jobs=1, label=str, checkpoint=EpisodeCheckpoint(tmp_path, {}))
     assert played == ["bb"] and rows[1] == {"task": "bb", "value": 2}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_pool_workers_end_when_the_benchmark_is_killed(tmp_path):
+    """A benchmark killed mid-run must not leave its workers playing episodes on the cores."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    script = tmp_path / "bench.py"
+    script.write_text(
+        "import os, sys, time\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parents[2] / 'benchmarks')!r})\n"
+        "from held_out import run_episodes\n"
+        "def play(task):\n"
+        f"    open({str(tmp_path)!r} + f'/worker{{task}}', 'w').write(str(os.getpid()))\n"
+        "    time.sleep(120)\n"
+        "    return {}\n"
+        "if __name__ == '__main__':\n"
+        "    run_episodes(['a', 'b'], play, jobs=2, label=str)\n")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    files = [tmp_path / "workera", tmp_path / "workerb"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not all(f.exists() and f.read_text() for f in files):
+        time.sleep(0.1)
+    workers = [int(f.read_text()) for f in files]
+    proc.kill()  # no cleanup of its own: SIGKILL
+    proc.wait()
+
+    def alive(pid: int) -> bool:  # a zombie waiting for its new parent to reap it is dead
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(alive(pid) for pid in workers):
+        time.sleep(0.1)
+    try:
+        assert not any(alive(pid) for pid in workers)
+    finally:
+        for pid in workers:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
