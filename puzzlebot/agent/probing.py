@@ -144,7 +144,8 @@ speed (m/s) out, or None once the part is where it should be (`agent.mpc.MPCPace
 
 ACTIVITIES = ("free_motion", "guarded_approach", "settling", "camera_view", "held_motion", "push_motion",
               "grasp_closing", "other")
-"""What `Prober.robot_s_by_activity` splits the arm's time into: moves through free space, the slow
+"""What `Prober.robot_s_by_activity` splits the arm's time into: straight moves at a set speed
+(through free space, mostly; also taking a tugged part back where the tug began), the slow
 approach that stops at a touch, waits for a grasp or a part to settle, parking for the cameras,
 moving a held part, pushing a part, closing the fingers on a bar, and anything else."""
 
