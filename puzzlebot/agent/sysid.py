@@ -268,6 +268,7 @@ class _Leak:
 
     across: np.ndarray  # (n, 2) stacked over motions
     weight: float  # sqrt of the ridge: effort noise over the prior's sigma
+    solver: np.ndarray  # (2, n): misfit -> minus the leak's coefficients (the ridge's normal equations, solved once)
 
     @classmethod
     def of(cls, motions: list[DrivenMotion], measured: np.ndarray) -> _Leak | None:
@@ -278,10 +279,11 @@ class _Leak:
                                  for m in motions])
         # white noise of the effort from successive differences (robust: the motion's own changes are slow)
         noise = max(float(np.median(np.abs(np.diff(measured)))) / (0.6745 * np.sqrt(2.0)), 1e-9)
-        return cls(across, noise / LEAK_PRIOR[motions[0].kind])
+        weight = noise / LEAK_PRIOR[motions[0].kind]
+        solver = np.linalg.solve(across.T @ across + weight**2 * np.eye(2), across.T)
+        return cls(across, weight, solver)
 
     def remove(self, misfit: np.ndarray) -> np.ndarray:
         """The misfit less its best leak, and the leak's coefficients weighed by their prior (two rows)."""
-        gram = self.across.T @ self.across + self.weight**2 * np.eye(2)
-        coef = np.linalg.solve(gram, -self.across.T @ misfit)
+        coef = -self.solver @ misfit
         return np.concatenate([misfit + self.across @ coef, self.weight * coef])
