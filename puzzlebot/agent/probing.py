@@ -22,6 +22,7 @@ cameras' line of sight). Everything the probe saw and sent is kept as an
 from __future__ import annotations
 
 import functools
+import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ from puzzlebot.agent.robot_io import RobotIO
 from puzzlebot.real.interface import RobotState
 from puzzlebot.sim.frames import quat_from_matrix, tool_quat
 from puzzlebot.sim.robots.base import HandGeometry
+
+log = logging.getLogger(__name__)
 
 CANONICAL = ("pull or press", "+across", "-across", "+up across", "-up across")
 """The five ways a handle is tried (`canonical_directions`)."""
@@ -300,12 +303,12 @@ class Prober:
             record.attempted = False
             return record
         test = direction == "test"
-        self.io.tracker.handled(part)  # it may turn behind the hand: its marker's tilt is read afresh
         if aff.mode == "grasp":
+            self.io.tracker.handled(part)  # it may turn behind the hand: its marker's tilt is read afresh
             self._grasp_probe(part, aff, handle, approach, grip_axis, candidates, record, test, pace)
-        else:
+        else:  # per direction: a press straight in cannot turn it
             self._push_probe(part, aff, handle, approach, candidates, record, test, pace)
-        self.io.tracker.handled(part)  # and once more as the hand lets go
+        self.io.tracker.handled(part, may_turn=record.contact != "press")  # and once more as the hand lets go
         record.attempted = record.attempted and record.engaged  # re-judged by the cameras below
         if self._view_parked(part):  # the cameras have the last word once the hand is away
             end, _, _ = self.io.handle_world(part)
@@ -502,6 +505,7 @@ class Prober:
             pos, quat = self._push_pose(aff, handle, approach, d)
             self.grip = 1.0
             press = abs(d @ approach) > 0.7
+            self.io.tracker.handled(part, may_turn=not press)
             # A press stops just short of the handle and the push finds it (a light button gives
             # under less force than a guarded move's touch level); a side push must reach its
             # depth beside the handle untouched (a touch there: the handle is not where the hand
@@ -513,6 +517,9 @@ class Prober:
                 self.move_to(self.cmd_pos - approach * cfg.face_backoff, self.cmd_quat, cfg.tug_speed)
                 touched = False
             if touched and not (press and self._touched_handle(pos, approach, aff)):
+                log.debug("%s: %s push along %s met something short of the handle at %s",
+                          part, "press" if press else "side", np.round(d, 2),
+                          np.round(self.io.state.tcp_position, 3))
                 # something else is in the hand's way (the table under a low handle, a neighbour):
                 # this direction cannot be tried from here, which says nothing about the part
                 self.move_to(self.cmd_pos - approach * cfg.standoff, self.cmd_quat, cfg.free_speed)
@@ -533,6 +540,9 @@ class Prober:
                 record.travel = pushed.gave if test else pushed.travelled
                 record.moved = record.travel >= limit
             record.contact = "press" if press else "side"
+            log.debug("%s: %s along %s gave %.4f m, travelled %.4f m (drift %.4f): moved %s",
+                      part, record.contact, np.round(d, 2), pushed.gave, pushed.travelled,
+                      pushed.drift, record.moved)
             paced = _paced_to_target(pace, record)
             record.moved = record.moved or paced
             self.move_to(self.cmd_pos - d * cfg.clearance * 2, self.cmd_quat, cfg.tug_speed)
@@ -586,7 +596,9 @@ class Prober:
         if not self._view_parked(part):
             return True
         now, _, _ = self.io.handle_world(part)
-        return float((now - before) @ approach) >= self.config.press_seen * gave
+        seen = float((now - before) @ approach)
+        log.debug("%s: the cameras see the press %.4f m in (the hand gave %.4f m)", part, seen, gave)
+        return seen >= self.config.press_seen * gave
 
     def _push_pose(self, aff: Affordance, handle: np.ndarray, approach: np.ndarray,
                    d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

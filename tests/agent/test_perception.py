@@ -313,12 +313,14 @@ def test_after_the_hand_held_a_part_the_better_fitting_tilt_is_taken_not_the_one
         return T
 
     rest, swung, mirror = _pose([0.1, 0.05, 0.0]), about_y(0.4), about_y(-0.25)
-    def after_a_gap(best: np.ndarray, other: np.ndarray, handled: bool) -> np.ndarray:
+    def after_a_gap(best: np.ndarray, other: np.ndarray, handled: bool, pressed: bool = False) -> np.ndarray:
         tracker = PartTracker({2: "door"})
         for i in range(3):
             tracker.update([_obs(0, CAM_BASE, 0.04 * i), _obs(2, CAM_BASE @ rest, 0.04 * i)], 0.04 * i)
         if handled:
             tracker.handled("door")
+        if pressed:  # the hand's contact turned out a press straight in: it cannot have turned
+            tracker.handled("door", may_turn=False)
         seen = MarkerObservation(2, 3.0, "cam", CAM_BASE @ rest @ best, np.zeros((4, 2)), 0.1,
                                  alternative=CAM_BASE @ rest @ other)
         tracker.update([_obs(0, CAM_BASE, 3.0), seen], 3.0)
@@ -328,3 +330,7 @@ def test_after_the_hand_held_a_part_the_better_fitting_tilt_is_taken_not_the_one
     # untouched, a part is still: the tilt nearer its last pose (gen_d3_s9352's knob, hidden by
     # the hand pressing a button beside it, was seen again with the 22 deg flip the better fit)
     np.testing.assert_allclose(after_a_gap(about_y(0.38), np.eye(4), handled=False), rest[:3, :3], atol=1e-9)
+    # pressed straight in, likewise (gen_d2_s9200's button, 3 mm in, was read 37 deg tilted and
+    # every later press went along the wrong approach)
+    np.testing.assert_allclose(after_a_gap(about_y(0.38), np.eye(4), handled=True, pressed=True), rest[:3, :3],
+                               atol=1e-9)

@@ -164,12 +164,21 @@ class PartTracker:
             "no base marker usable in any camera: no relative poses this frame" if observations else "no markers seen")
         return FrameResult(t, base_used is not None, poses, base_used, tuple(accepted), tuple(rejected), note)
 
-    def handled(self, part: str) -> None:
+    def handled(self, part: str, may_turn: bool = True) -> None:
         """The hand is taking hold of `part`: it may turn anywhere before its marker is seen again,
-        so its next pose is not chosen for nearness to its last (see `_accept`)."""
+        so its next pose is not chosen for nearness to its last (see `_accept`).
+
+        `may_turn=False` says the hand's contact cannot turn it more than a few degrees (a press
+        straight into its face): its tilt stays chosen for nearness, as for a part left alone. A
+        button pressed 3 mm in was otherwise read 37 deg tilted (its other PnP solution fit better
+        in that view), and every later press was aimed along the wrong approach.
+        """
         if part not in self.tracks:
             raise KeyError(f"handled({part!r}): no such part on the sheet ({sorted(self.tracks)})")
-        self._handled.add(part)
+        if may_turn:
+            self._handled.add(part)
+        else:
+            self._handled.discard(part)
 
     def add_pose(self, part: str, t: float, T_base_part: np.ndarray, alternative: np.ndarray | None = None) -> bool:
         """Gate and record one already-relative pose (what `update` does per part), with the
