@@ -117,21 +117,40 @@ def _rotation_axis(rotvecs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return axis, agree(axis) | (angles < AXIS_INLIER)
 
 
+REFERENCE_CANDIDATES = 50  # poses tried as the reference orientation (evenly spaced over the track)
+
+
+def _reference_pose(positions: np.ndarray, rotations: Rotation) -> tuple[np.ndarray, Rotation]:
+    """The pose the track dwells at most (its rest, for a part probed from rest): the mean of the
+    poses within `AXIS_INLIER` of the candidate that has the most of them.
+
+    Not the first pose: one sample, and a marker's other PnP tilt can be it. A lever whose
+    marker sits on its pivot turned 1.2 rad, but its first pose was 5 deg tilted; measured from
+    that, 800 still poses all looked tilted about the wrong axis, and the lever scored "fixed".
+    """
+    picks = np.unique(np.linspace(0, len(rotations) - 1, min(REFERENCE_CANDIDATES, len(rotations))).astype(int))
+    near = [(rotations * rotations[i].inv()).magnitude() < AXIS_INLIER for i in picks]
+    cluster = near[int(np.argmax([m.sum() for m in near]))]
+    return positions[cluster].mean(axis=0), rotations[cluster].mean()
+
+
 def _fit_revolute(positions: np.ndarray, rotations: Rotation):
-    relative = rotations * rotations[0].inv()  # R_i R_0^T = rotation by theta_i about the axis
+    p_ref, r_ref = _reference_pose(positions, rotations)
+    relative = rotations * r_ref.inv()  # R_i R_ref^T = rotation by theta_i about the axis
     rotvecs = relative.as_rotvec()
     angles = np.linalg.norm(rotvecs, axis=1)
     if angles.max() < 1e-6:
         raise np.linalg.LinAlgError("no rotation seen")
     axis, inliers = _rotation_axis(rotvecs)
-    axis = axis if _opening_sense((rotvecs @ axis)[inliers]) >= 0 else -axis
+    from_first = rotvecs @ axis - rotvecs[0] @ axis  # the way it turned from where the track began
+    axis = axis if _opening_sense(from_first[inliers]) >= 0 else -axis
     thetas = rotvecs @ axis
-    # Axis point: p_i = c + R(theta_i)(p_0 - c)  =>  (I - R_i) c = p_i - R_i p_0, stacked.
+    # Axis point: p_i = c + R(theta_i)(p_ref - c)  =>  (I - R_i) c = p_i - R_i p_ref, stacked.
     rows, rhs = [], []
     for theta, p in zip(thetas[inliers], positions[inliers], strict=True):
         rot = Rotation.from_rotvec(axis * theta).as_matrix()
         rows.append(np.eye(3) - rot)
-        rhs.append(p - rot @ positions[0])
+        rhs.append(p - rot @ p_ref)
     a, b = np.vstack(rows), np.concatenate(rhs)
     # The component along the axis is unobservable: least squares with a tiny ridge picks the
     # point nearest to the mean position's foot on the axis.
@@ -139,10 +158,10 @@ def _fit_revolute(positions: np.ndarray, rotations: Rotation):
     reg = 1e-6
     c = np.linalg.solve(a.T @ a + reg * np.eye(3), a.T @ b + reg * center_guess)
     c = c + axis * ((center_guess - c) @ axis)
-    predicted = np.array([c + Rotation.from_rotvec(axis * t).as_matrix() @ (positions[0] - c) for t in thetas])
-    model_rot = Rotation.from_rotvec(np.outer(thetas, axis)) * rotations[0]
+    predicted = np.array([c + Rotation.from_rotvec(axis * t).as_matrix() @ (p_ref - c) for t in thetas])
+    model_rot = Rotation.from_rotvec(np.outer(thetas, axis)) * r_ref
     return ({"pos": positions - predicted, "rot": (model_rot.inv() * rotations).magnitude()},
-            {"axis": axis, "origin": c, "coords": thetas})
+            {"axis": axis, "origin": c, "coords": thetas - thetas[0]})  # from the first pose: the model's rest
 
 
 def _fit_fixed_path(positions: np.ndarray, _):

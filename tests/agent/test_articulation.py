@@ -203,3 +203,21 @@ def test_poses_half_hidden_by_the_finger_do_not_tilt_the_axis() -> None:
     assert fit.kind == "revolute"
     assert np.degrees(np.arccos(np.clip(fit.axis @ axis, -1, 1))) < 2.0
     assert abs(fit.observed_range[1] - 0.65) < 0.05
+
+
+def test_a_first_pose_read_with_the_other_tilt_does_not_hide_a_turn() -> None:
+    """gen_d2_s9201's lever, its marker on the pivot, turned 1.2 rad after 800 poses at rest; the
+    first pose had the marker's other PnP tilt (5 deg off). Measured from it, every still pose
+    looked tilted and the lever scored "fixed"; the track's rest is where it dwells."""
+    world = PuzzleWorld(load_spec(PUZZLES / "vault5.yaml"), WorldConfig(robot="gripper"))
+    values = np.r_[np.zeros(400), np.linspace(0.0, 0.6, 6), np.full(4, 0.6)]
+    positions, quaternions = noisy_track(world, "dial", values, np.random.default_rng(7))
+    _, axis, _ = true_axis(world, "dial")
+    off = np.cross(axis, [1.0, 0.0, 0.0])
+    tilted = Rotation.from_rotvec(np.radians(5.0) * off / np.linalg.norm(off)) * Rotation.from_quat(
+        quaternions[0][[1, 2, 3, 0]])
+    quaternions[0] = tilted.as_quat()[[3, 0, 1, 2]]
+    fit = infer_articulation(positions, quaternions, NOISE)
+    assert fit.kind == "revolute", fit.scores
+    assert np.degrees(np.arccos(np.clip(fit.axis @ axis, -1, 1))) < 3.0
+    assert abs(fit.observed_range[1] - 0.6) < 0.05
