@@ -29,7 +29,7 @@ from puzzlebot.agent.fitted_model import FittedModel, FittedPart, lock_graph_fro
 from puzzlebot.agent.locks import OPEN, LockBeliefs
 from puzzlebot.agent.perception.tracker import PartTrack
 from puzzlebot.agent.probing import Interaction
-from puzzlebot.agent.sysid import DrivenMotion, fit_driven
+from puzzlebot.agent.sysid import DrivenMotion, fit_driven, gravity_columns
 from puzzlebot.sim.frames import quat_from_matrix
 
 if TYPE_CHECKING:  # the explorer uses this module's fits to steer its probes
@@ -120,8 +120,12 @@ def driven_motion(interaction: Interaction, articulation: Articulation,
     if interaction.contact == "grasp":
         leaking = force_on_part if articulation.kind == "prismatic" else np.cross(axis, force_on_part)
         across = leaking[sl] @ _perpendiculars(axis).T
+    down = np.array([0.0, 0.0, -1.0]) @ R  # gravity in the base frame
+    arms = points - articulation.origin if articulation.kind == "revolute" else points
+    gravity = gravity_columns(articulation.kind, axis, down, arms[sl])
     return DrivenMotion(kind=articulation.kind, times=times[sl] - times[start],
-                        positions=coordinate[sl] - coordinate[start], efforts=effort[sl], across=across)
+                        positions=coordinate[sl] - coordinate[start], efforts=effort[sl], across=across,
+                        gravity=gravity)
 
 
 def _perpendiculars(axis: np.ndarray) -> np.ndarray:

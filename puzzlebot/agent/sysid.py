@@ -167,6 +167,14 @@ def fit_joint(interaction: JointInteraction, initial: dict[str, float] | None = 
 # The leak is linear in the across force with a fixed coefficient (the hinge's offset, the
 # axis's tilt), so it is fitted alongside the dynamics, with a Gaussian prior on its size.
 LEAK_PRIOR = {"prismatic": 0.03, "revolute": 0.01}  # rad of axis error, m of hinge offset (1 sigma)
+# The replayed joint has no gravity; a part that lifts has. A lid's weight about its hinge (its
+# first moment of mass, m·r, times g and the cosine of its angle) was 0.4 N·m against 0.05 N·m of
+# friction, and fitted as friction: ten times too high, damping zero. Its torque is linear in
+# the first moment's two components across the hinge (a slide's weight: in the mass), so it is
+# fitted alongside the dynamics like the leak, with a prior on its size; a vertical hinge's or a
+# level slide's columns are zero and fit nothing.
+GRAVITY_PRIOR = {"prismatic": 0.5, "revolute": 0.05}  # kg of a slide, kg·m of a hinge's first moment (1 sigma)
+GRAVITY = 9.81  # m/s^2
 
 DRIVE_HZ = 15.0  # natural frequency of the coupling (well above the motion, well below 1/timestep)
 DRIVEN_BOUNDS = (1e-4, 1e3)  # search range of every parameter (x0.01 for hinges): far outside desktop parts
@@ -185,6 +193,30 @@ class DrivenMotion:
     """(n, 2) the hand's force across the motion in two fixed directions perpendicular to the
     fitted axis (N; for a hinge, axis x force): what an error in the fitted axis leaks into the
     measured effort, in proportion (`fit_driven` estimates that proportion with the dynamics)."""
+    gravity: np.ndarray | None = None
+    """Effort gravity puts on the joint per unit of the part's unknown mass distribution: (n, 2)
+    N·m per kg·m of first moment in two directions across a hinge (which turn with it), (n, 1) N
+    per kg along a slide (`gravity_columns`); None where gravity is not modelled."""
+
+
+def gravity_columns(kind: str, axis: np.ndarray, down: np.ndarray, arms: np.ndarray | None = None) -> np.ndarray:
+    """Gravity's effort on a joint per unit of the part's mass distribution, at each sample.
+
+    A hinge: the part's first moment m·r turns with it; written as a·u + b·(axis x u), with u the
+    unit direction across the axis to the driven point (`arms`, (n, 3)), its torque is linear in
+    (a, b): columns g·axis·(u x down) and g·axis·((axis x u) x down). A slide: g·(axis·down) per kg.
+    `down` is the unit direction of gravity in the joint's frame.
+    """
+    axis, down = np.asarray(axis, dtype=float), np.asarray(down, dtype=float)
+    if kind == "prismatic":
+        n = 1 if arms is None else len(arms)
+        return np.full((n, 1), GRAVITY * float(axis @ down))
+    if arms is None:
+        raise ValueError("gravity_columns: a hinge's columns need the arms to the driven point")
+    planar = arms - np.outer(arms @ axis, axis)
+    u = planar / np.maximum(np.linalg.norm(planar, axis=1, keepdims=True), 1e-9)
+    v = np.cross(axis, u)
+    return GRAVITY * np.column_stack([np.cross(u, down) @ axis, np.cross(v, down) @ axis])
 
 
 def simulate_driven(motion: DrivenMotion, params: dict[str, float]) -> np.ndarray:
@@ -218,7 +250,8 @@ def regress_dynamics(motion: DrivenMotion, smoothing_s: float = 0.1) -> dict[str
     v = np.gradient(q_s, t)
     a = np.gradient(v, t)
     moving = np.abs(v) > 0.2 * np.abs(v).max()
-    columns = [np.sign(v), v, a] + ([] if motion.across is None else list(np.asarray(motion.across).T))
+    columns = [np.sign(v), v, a] + [column for extra in (motion.across, motion.gravity) if extra is not None
+                                     for column in np.asarray(extra).T]
     design = np.column_stack(columns)[moving]
     coef, *_ = np.linalg.lstsq(design, np.asarray(motion.efforts)[moving], rcond=None)
     scale = REVOLUTE_SCALE if motion.kind == "revolute" else 1.0
@@ -240,12 +273,12 @@ def fit_driven(motions: DrivenMotion | list[DrivenMotion], initial: dict[str, fl
     if not motions or len({m.kind for m in motions}) != 1:
         raise ValueError(f"fit_driven needs motions of one joint kind, got {[m.kind for m in motions]}")
     measured = np.concatenate([np.asarray(m.efforts, dtype=float) for m in motions])
-    leak = _Leak.of(motions, measured)
+    nuisance = _Nuisance.of(motions, measured)
 
     def residuals(x: np.ndarray) -> np.ndarray:
         params = dict(zip(PARAMS, np.exp(x), strict=True))
         misfit = np.concatenate([simulate_driven(m, params) for m in motions]) - measured
-        return misfit if leak is None else leak.remove(misfit)
+        return misfit if nuisance is None else nuisance.remove(misfit)
 
     guess = initial or regress_dynamics(max(motions, key=lambda m: len(m.times)))
     scale = REVOLUTE_SCALE if motions[0].kind == "revolute" else 1.0
@@ -261,29 +294,39 @@ def fit_driven(motions: DrivenMotion | list[DrivenMotion], initial: dict[str, fl
 
 
 @dataclass(frozen=True)
-class _Leak:
-    """The effort leaked in by the across force (see LEAK_PRIOR), removed from a misfit by ridge
-    least squares on its coefficients: a posterior mean given the dynamics (variable projection),
-    so the dynamics' fit and their covariance account for it."""
+class _Nuisance:
+    """Effort the replay does not model but that is linear in unknown coefficients: the leak of the
+    across force (see LEAK_PRIOR) and gravity (GRAVITY_PRIOR). Removed from a misfit by ridge least
+    squares on the coefficients, a posterior mean given the dynamics (variable projection), so the
+    dynamics' fit and their covariance account for them."""
 
-    across: np.ndarray  # (n, 2) stacked over motions
-    weight: float  # sqrt of the ridge: effort noise over the prior's sigma
-    solver: np.ndarray  # (2, n): misfit -> minus the leak's coefficients (the ridge's normal equations, solved once)
+    columns: np.ndarray  # (n, k) stacked over motions
+    weights: np.ndarray  # (k,) sqrt of the ridge: effort noise over each coefficient's prior sigma
+    solver: np.ndarray  # (k, n): misfit -> minus the coefficients (the ridge's normal equations, solved once)
 
     @classmethod
-    def of(cls, motions: list[DrivenMotion], measured: np.ndarray) -> _Leak | None:
-        if all(m.across is None for m in motions):
+    def of(cls, motions: list[DrivenMotion], measured: np.ndarray) -> _Nuisance | None:
+        kind = motions[0].kind
+        blocks, priors = [], []
+        for name, prior in (("across", LEAK_PRIOR[kind]), ("gravity", GRAVITY_PRIOR[kind])):
+            present = [np.asarray(getattr(m, name), dtype=float) for m in motions if getattr(m, name) is not None]
+            if not present:
+                continue
+            width = present[0].shape[1]
+            # a motion without one (a push leaks nothing) has zero rows for it
+            blocks.append(np.concatenate([np.zeros((len(m.times), width)) if getattr(m, name) is None
+                                          else np.asarray(getattr(m, name), dtype=float) for m in motions]))
+            priors += [prior] * width
+        if not blocks:
             return None
-        # a motion without a leak (a push) leaks nothing: zero rows
-        across = np.concatenate([np.zeros((len(m.times), 2)) if m.across is None else np.asarray(m.across, dtype=float)
-                                 for m in motions])
+        columns = np.hstack(blocks)
         # white noise of the effort from successive differences (robust: the motion's own changes are slow)
         noise = max(float(np.median(np.abs(np.diff(measured)))) / (0.6745 * np.sqrt(2.0)), 1e-9)
-        weight = noise / LEAK_PRIOR[motions[0].kind]
-        solver = np.linalg.solve(across.T @ across + weight**2 * np.eye(2), across.T)
-        return cls(across, weight, solver)
+        weights = noise / np.asarray(priors)
+        solver = np.linalg.solve(columns.T @ columns + np.diag(weights**2), columns.T)
+        return cls(columns, weights, solver)
 
     def remove(self, misfit: np.ndarray) -> np.ndarray:
-        """The misfit less its best leak, and the leak's coefficients weighed by their prior (two rows)."""
+        """The misfit less its best nuisance, and the coefficients weighed by their prior (k rows)."""
         coef = -self.solver @ misfit
-        return np.concatenate([misfit + self.across @ coef, self.weight * coef])
+        return np.concatenate([misfit + self.columns @ coef, self.weights * coef])

@@ -9,7 +9,8 @@ import mujoco
 import numpy as np
 import pytest
 
-from puzzlebot.agent.sysid import MAX_DRAW_FACTOR, DrivenMotion, JointFit, JointInteraction, fit_driven, fit_joint
+from puzzlebot.agent.sysid import (MAX_DRAW_FACTOR, DrivenMotion, JointFit, JointInteraction, fit_driven, fit_joint,
+                                  gravity_columns)
 from puzzlebot.sim.spec import load_spec
 from puzzlebot.sim.world import PuzzleWorld, WorldConfig
 
@@ -165,3 +166,49 @@ def test_force_across_the_motion_leaked_by_a_tilted_axis_is_fitted_out():
     fit = fit_driven(replace(leaked, across=sideways))
     assert abs(fit.values["friction"] / truth["friction"] - 1) < 0.10, (fit.values, truth)
     assert abs(np.log(fit.values["damping"] / truth["damping"])) < 3 * fit.relative_std()["damping"]
+
+
+def test_a_lids_weight_is_fitted_out_not_taken_for_friction():
+    """Lifting a lid, the hand carries its weight about the hinge (0.1-0.4 N·m, falling as it
+    rises) on top of 0.05 N·m of friction. The replay has no gravity: blind, the weight reads as
+    friction (gen_d2_s9201's lid: ten times too high, damping zero); with gravity's columns across
+    the hinge (`gravity_columns`) the friction comes back (0.0605 for 0.05: its weight, 0.27 N·m,
+    is 5x its friction, and one lift's cosine is not wholly unlike a constant)."""
+    world = PuzzleWorld(load_spec(PUZZLES / "lid_bolt_button.yaml"), WorldConfig(robot="gripper"))
+    model, data = world.model, world.data
+    for part, opened in (("button", 0.012), ("bolt", 0.04)):  # its locks open: the lid is free
+        data.qpos[model.joint(f"{part}/joint").qposadr[0]] = opened
+    mujoco.mj_forward(model, data)
+    joint = model.joint("lid/joint")
+    dof, adr, body = joint.dofadr[0], joint.qposadr[0], int(model.jnt_bodyid[joint.id])
+    rng = np.random.default_rng(4)
+    target, stiffness, damping, dt = float(data.qpos[adr]), 400.0, 6.0, model.opt.timestep
+    times, positions, efforts, arms = [], [], [], []
+    for speed in (0.3, 0.6, 0.6, 0.6, 0.6):
+        for _ in range(int(round(0.6 / dt))):
+            target += speed * dt
+            effort = stiffness * (target - data.qpos[adr]) - damping * data.qvel[dof]
+            if not times or data.time - times[-1] >= 0.01 - 1e-9:
+                times.append(data.time)
+                positions.append(data.qpos[adr])
+                efforts.append(effort + rng.normal(0, 0.02))
+                arms.append(data.xipos[body] - data.xanchor[joint.id])
+            data.qfrc_applied[:] = 0
+            data.qfrc_applied[dof] = effort
+            mujoco.mj_step(model, data)
+    axis = data.xaxis[joint.id].copy()
+    truth = {"friction": float(model.dof_frictionloss[dof]), "damping": float(model.dof_damping[dof])}
+    # lifted through most of its swing, as an open does: a weight's cosine over a short lift is
+    # much like a constant, and tells little from friction (over 1.07 rad: 0.09 against 0.05)
+    assert positions[-1] - positions[0] > 1.5
+    motion = DrivenMotion("revolute", np.array(times) - times[0], np.array(positions) - positions[0], np.array(efforts))
+
+    blind = fit_driven(motion)
+    assert blind.values["friction"] > 2 * truth["friction"]
+    columns = gravity_columns("revolute", axis, np.array([0.0, 0.0, -1.0]), np.array(arms))
+    fit = fit_driven(replace(motion, gravity=columns))
+    assert abs(fit.values["friction"] / truth["friction"] - 1) < 0.25, (fit.values, truth)
+    assert abs(np.log(fit.values["damping"] / truth["damping"])) < 3 * max(fit.relative_std()["damping"], 0.1)
+    # a vertical hinge's columns are zero: gravity cannot do work about it
+    assert np.allclose(gravity_columns("revolute", np.array([0.0, 0.0, 1.0]), np.array([0.0, 0.0, -1.0]),
+                                       np.array(arms)), 0.0)
