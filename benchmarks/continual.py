@@ -132,7 +132,6 @@ def run_continual(specs: list, max_attempts: int, max_robot_s: float, runs: Path
 def distilled_pacer(variant: str, world_model, prober, part: str, lever: float, revolute: bool,
                     config: DistillConfig) -> tuple[Any, dict[str, Any]]:
     """The planner (the MPC pace) or a policy distilled from it now, in the same fitted model."""
-    timing = {"calls": 0, "s": 0.0}
     radius = hinge_radius(prober, world_model.interactions, part) if revolute else None
     if variant == "planner":
         return world_model.pace, {}
@@ -141,26 +140,20 @@ def distilled_pacer(variant: str, world_model, prober, part: str, lever: float, 
     pushing = prober.io.sheet.affordances[part].mode == "push"
     tic = time.perf_counter()
     policy, report = distil_mpc(world_model.refitted(), part, pushing, config)
-    info = {"distil_s": time.perf_counter() - tic, "labels": report.labels, "policy_timing": timing}
+    paces: list[PolicyPace] = []  # each counts its own calls and compute (read by `skill_row`)
 
-    def pace(p: str, start: float, target: float):
-        inner = PolicyPace(policy, start, target, revolute, radius)
-
-        def timed(t: float, travelled: float) -> float | None:
-            tic = time.perf_counter()
-            out = inner(t, travelled)
-            timing["s"] += time.perf_counter() - tic
-            timing["calls"] += 1
-            return out
-        return timed
-    return pace, info
+    def pace(p: str, start: float, target: float) -> PolicyPace:
+        paces.append(PolicyPace(policy, start, target, revolute, radius))
+        return paces[-1]
+    return pace, {"distil_s": time.perf_counter() - tic, "labels": report.labels, "policy_paces": paces}
 
 
 def skill_row(row: dict[str, Any]) -> dict[str, Any]:
     """A trial's row with its compute per control step (the MPC's replans, the policy's calls)."""
-    timing = row.pop("policy_timing", None)
-    if timing and timing["calls"]:
-        row["step_time_s"] = timing["s"] / timing["calls"]
+    paces = row.pop("policy_paces", None)
+    calls = sum(p.calls for p in paces) if paces else 0
+    if calls:
+        row["step_time_s"] = sum(p.compute_s for p in paces) / calls
     elif row.get("paced"):
         paced = [p for p in row["paced"] if p.get("replans")]
         if paced:
