@@ -93,6 +93,9 @@ def _check_fit(owner: str, fit: JointFit) -> None:
             raise ValueError(f"{owner}: dynamics.values[{name!r}] must be a positive number, got {value!r}")
         if not np.isclose(np.log(value), log_value, rtol=0, atol=1e-6):
             raise ValueError(f"{owner}: dynamics.values[{name!r}] = {value!r} disagrees with dynamics.log_mean")
+    if fit.gravity is not None and (len(fit.gravity) not in (1, 2) or not np.all(np.isfinite(fit.gravity))):
+        raise ValueError(f"{owner}: dynamics.gravity must be 1 (a slide) or 2 (a hinge) finite numbers, "
+                         f"got {fit.gravity!r}")
 
 
 @dataclass
@@ -307,10 +310,50 @@ def _add_part(base: mujoco.MjsBody, part: FittedPart, params: dict[str, float]) 
     body.ipos = joint_pos  # a hinge's (tiny) mass on its axis, so its inertia about it is the fitted one
     body.mass = params["inertia"] if art.kind == "prismatic" else HINGE_MASS
     body.inertia = [params["inertia"] if art.kind == "revolute" else SLIDE_INERTIA] * 3
+    _add_weight(body, part, params["inertia"], rot)
     body.add_geom(name=f"{part.name}/marker", type=mujoco.mjtGeom.mjGEOM_BOX, size=MARKER_HALF, contype=0,
                   conaffinity=0, group=1, rgba=[0.8, 0.66, 0.45, 1])
     if part.handle is not None:
         body.add_site(name=f"{part.name}/handle", pos=local(part.handle), size=[HANDLE_RADIUS, 0, 0], group=4)
+
+
+WEIGHT_MIN = {"prismatic": 0.01, "revolute": 1e-3}  # kg, kg·m: less fitted weight than this is none
+
+
+def _add_weight(body: mujoco.MjsBody, part: FittedPart, inertia: float, rot: np.ndarray) -> None:
+    """Give the body the weight the hand carried (`JointFit.gravity`): the replay fits it apart
+    from the joint's own dynamics, and without it a lid in the model needs no hand to hold it up.
+
+    A hinge's first moment m·r is known, not m and r apart: the mass goes at the handle's radius,
+    or nearer the axis when that would leave less than half the fitted inertia for the rest of
+    the part. A slide's weight is its mass less MuJoCo's gravity compensation. A body without a
+    fitted weight stays weightless (gravity compensated), as in the replay."""
+    fit, art = part.dynamics, part.articulation
+    if fit is None or fit.gravity is None:
+        return
+    if art.kind == "prismatic":
+        weight = float(np.clip(fit.gravity[0], 0.0, inertia))  # the weight of a mass the inertia includes
+        if weight >= WEIGHT_MIN["prismatic"]:
+            body.gravcomp = 1.0 - weight / inertia
+        return
+    if part.handle is None:
+        return
+    axis = np.asarray(art.axis, dtype=float)
+    arm = np.asarray(part.handle, dtype=float) - art.origin
+    arm = arm - (arm @ axis) * axis
+    radius = float(np.linalg.norm(arm))
+    if radius < 1e-3:
+        return
+    u = arm / radius
+    moment = fit.gravity[0] * u + fit.gravity[1] * np.cross(axis, u)  # base frame, kg·m
+    size = float(np.linalg.norm(moment))
+    if size < WEIGHT_MIN["revolute"]:
+        return
+    at = min(radius, 0.5 * inertia / size)  # m from the axis: m·at² <= half the inertia
+    body.gravcomp = 0.0
+    body.mass = size / at
+    body.ipos = np.asarray(body.ipos, dtype=float) + rot.T @ (moment / size) * at
+    body.inertia = [inertia - size * at] * 3  # about its centre: the rest of the fitted inertia
 
 
 def _nan_to_none(x: float) -> float | None:
@@ -337,7 +380,7 @@ def _part_to_json(part: FittedPart) -> dict:
     dynamics = None if fit is None else {
         "values": {k: float(v) for k, v in fit.values.items()}, "log_mean": np.asarray(fit.log_mean).tolist(),
         "log_covariance": np.asarray(fit.log_covariance).tolist(), "rms_error": _nan_to_none(fit.rms_error),
-        "evaluations": int(fit.evaluations)}
+        "evaluations": int(fit.evaluations), "gravity": None if fit.gravity is None else list(fit.gravity)}
     return {"name": part.name, "marker_id": int(part.marker_id), "rest_position": part.rest_position.tolist(),
             "rest_quaternion": part.rest_quaternion.tolist(),
             "handle": None if part.handle is None else part.handle.tolist(),
@@ -355,7 +398,8 @@ def _part_from_json(data: dict) -> FittedPart:
     d = data["dynamics"]
     dynamics = None if d is None else JointFit(
         values=dict(d["values"]), log_mean=np.array(d["log_mean"]), log_covariance=np.array(d["log_covariance"]),
-        rms_error=_none_to_nan(d["rms_error"]), evaluations=d["evaluations"])
+        rms_error=_none_to_nan(d["rms_error"]), evaluations=d["evaluations"],
+        gravity=None if d.get("gravity") is None else tuple(float(v) for v in d["gravity"]))
     return FittedPart(name=data["name"], marker_id=data["marker_id"], articulation=articulation,
                       rest_position=np.array(data["rest_position"]), rest_quaternion=np.array(data["rest_quaternion"]),
                       handle=None if data["handle"] is None else np.array(data["handle"]), dynamics=dynamics)

@@ -50,6 +50,10 @@ class JointFit:
     log_covariance: np.ndarray
     rms_error: float  # m or rad, trajectory error at the optimum
     evaluations: int
+    gravity: tuple[float, ...] | None = None
+    """The weight the hand carried (`gravity_columns`' coefficients): a hinge's first moment of
+    mass (kg·m) along the driven point's direction across the axis and across that; a slide's
+    mass under gravity (kg). None: not fitted. A point estimate, outside the posterior."""
 
     def relative_std(self) -> dict[str, float]:
         """One-sigma relative uncertainty of each parameter."""
@@ -200,23 +204,25 @@ class DrivenMotion:
 
 
 def gravity_columns(kind: str, axis: np.ndarray, down: np.ndarray, arms: np.ndarray | None = None) -> np.ndarray:
-    """Gravity's effort on a joint per unit of the part's mass distribution, at each sample.
+    """The effort a hand spends holding a part up, per unit of its unknown mass distribution.
 
     A hinge: the part's first moment m·r turns with it; written as a·u + b·(axis x u), with u the
-    unit direction across the axis to the driven point (`arms`, (n, 3)), its torque is linear in
-    (a, b): columns g·axis·(u x down) and g·axis·((axis x u) x down). A slide: g·(axis·down) per kg.
-    `down` is the unit direction of gravity in the joint's frame.
+    unit direction across the axis to the driven point (`arms`, (n, 3)), gravity's torque is
+    g·axis·(m·r x down), linear in (a, b) (kg·m): columns -g·axis·(u x down), -g·axis·((axis x u)
+    x down). A slide: -g·(axis·down) per kg of its weight. `down` is the unit direction of gravity
+    in the joint's frame. The coefficients fitted to these columns are the first moment (a, b) or
+    the weight's mass (`JointFit.gravity`).
     """
     axis, down = np.asarray(axis, dtype=float), np.asarray(down, dtype=float)
     if kind == "prismatic":
         n = 1 if arms is None else len(arms)
-        return np.full((n, 1), GRAVITY * float(axis @ down))
+        return np.full((n, 1), -GRAVITY * float(axis @ down))
     if arms is None:
         raise ValueError("gravity_columns: a hinge's columns need the arms to the driven point")
     planar = arms - np.outer(arms @ axis, axis)
     u = planar / np.maximum(np.linalg.norm(planar, axis=1, keepdims=True), 1e-9)
     v = np.cross(axis, u)
-    return GRAVITY * np.column_stack([np.cross(u, down) @ axis, np.cross(v, down) @ axis])
+    return -GRAVITY * np.column_stack([np.cross(u, down) @ axis, np.cross(v, down) @ axis])
 
 
 def simulate_driven(motion: DrivenMotion, params: dict[str, float]) -> np.ndarray:
@@ -289,8 +295,11 @@ def fit_driven(motions: DrivenMotion | list[DrivenMotion], initial: dict[str, fl
     rms = float(np.sqrt(np.mean(result.fun[:len(measured)] ** 2)))  # the samples' misfit, not the prior's rows
     sigma = noise_std if noise_std is not None else max(rms, 1e-9)
     covariance = sigma**2 * np.linalg.pinv(result.jac.T @ result.jac)
-    return JointFit(values=dict(zip(PARAMS, np.exp(result.x).tolist(), strict=True)), log_mean=result.x,
-                    log_covariance=covariance, rms_error=rms, evaluations=int(result.nfev))
+    values = dict(zip(PARAMS, np.exp(result.x).tolist(), strict=True))
+    gravity = None if nuisance is None else nuisance.gravity(
+        np.concatenate([simulate_driven(m, values) for m in motions]) - measured)
+    return JointFit(values=values, log_mean=result.x, log_covariance=covariance, rms_error=rms,
+                    evaluations=int(result.nfev), gravity=gravity)
 
 
 @dataclass(frozen=True)
@@ -303,16 +312,19 @@ class _Nuisance:
     columns: np.ndarray  # (n, k) stacked over motions
     weights: np.ndarray  # (k,) sqrt of the ridge: effort noise over each coefficient's prior sigma
     solver: np.ndarray  # (k, n): misfit -> minus the coefficients (the ridge's normal equations, solved once)
+    gravity_at: slice | None = None  # which coefficients are gravity's
 
     @classmethod
     def of(cls, motions: list[DrivenMotion], measured: np.ndarray) -> _Nuisance | None:
         kind = motions[0].kind
-        blocks, priors = [], []
+        blocks, priors, gravity_at = [], [], None
         for name, prior in (("across", LEAK_PRIOR[kind]), ("gravity", GRAVITY_PRIOR[kind])):
             present = [np.asarray(getattr(m, name), dtype=float) for m in motions if getattr(m, name) is not None]
             if not present:
                 continue
             width = present[0].shape[1]
+            if name == "gravity":
+                gravity_at = slice(len(priors), len(priors) + width)
             # a motion without one (a push leaks nothing) has zero rows for it
             blocks.append(np.concatenate([np.zeros((len(m.times), width)) if getattr(m, name) is None
                                           else np.asarray(getattr(m, name), dtype=float) for m in motions]))
@@ -324,9 +336,15 @@ class _Nuisance:
         noise = max(float(np.median(np.abs(np.diff(measured)))) / (0.6745 * np.sqrt(2.0)), 1e-9)
         weights = noise / np.asarray(priors)
         solver = np.linalg.solve(columns.T @ columns + np.diag(weights**2), columns.T)
-        return cls(columns, weights, solver)
+        return cls(columns, weights, solver, gravity_at)
 
     def remove(self, misfit: np.ndarray) -> np.ndarray:
         """The misfit less its best nuisance, and the coefficients weighed by their prior (k rows)."""
         coef = -self.solver @ misfit
         return np.concatenate([misfit + self.columns @ coef, self.weights * coef])
+
+    def gravity(self, misfit: np.ndarray) -> tuple[float, ...] | None:
+        """Gravity's coefficients given the dynamics' misfit (None if no motion had its columns)."""
+        if self.gravity_at is None:
+            return None
+        return tuple(float(c) for c in (-self.solver @ misfit)[self.gravity_at])

@@ -279,3 +279,33 @@ def test_lock_graph_from_beliefs():
     fitted = FittedModel([drawer(), door(), panel()], BASE_POS, BASE_QUAT, graph)
     assert fitted.blockers("door_1") == ["drawer_0"]
     assert set(graph["door_1"]) == {"drawer_0", "marker_7"}
+
+
+def lid(gravity: tuple[float, ...] | None) -> FittedPart:
+    """A lid hinged at the back on a level axis, its handle 20 cm in front of the hinge."""
+    art = Articulation(kind="revolute", axis=np.array([0.0, 1.0, 0.0]), origin=np.array([-0.1, 0.0, 0.2]),
+                       observed_range=(0.0, 1.8), axis_std_deg=1.0, origin_std_m=0.002)
+    fit = replace(joint_fit({"friction": 0.05, "damping": 0.05, "inertia": 0.02}, [0.2, 0.4, 0.25]), gravity=gravity)
+    return FittedPart("lid_2", 6, art, rest_position=np.array([0.0, 0.0, 0.21]), rest_quaternion=np.array([1.0, 0, 0, 0]),
+                      handle=np.array([0.1, 0.0, 0.2]), dynamics=fit)
+
+
+def test_a_lids_fitted_weight_is_in_the_model(tmp_path):
+    """The weight the hand carried (`JointFit.gravity`: 0.03 kg·m of first moment, out along the
+    handle's arm) pulls the model's lid shut with g·0.03 N·m at rest, at the fitted inertia; a lid
+    without a fitted weight stays weightless, as in sysid's replay."""
+    weighted = make_model(lid_2=lid((0.03, 0.0)))
+    model = weighted.compile()
+    data = forward(model)
+    dof = model.joint("lid_2/joint").dofadr[0]
+    assert abs(abs(data.qfrc_bias[dof] - data.qfrc_gravcomp[dof]) - 9.81 * 0.03) < 1e-3
+    full = np.zeros((model.nv, model.nv))
+    mujoco.mj_fullM(model, data, full)
+    assert full[dof, dof] == pytest.approx(0.02, rel=1e-3)
+    data.qpos[model.joint("lid_2/joint").qposadr[0]] = np.pi / 2  # upright: its weight over the hinge
+    mujoco.mj_forward(model, data)
+    assert abs(data.qfrc_bias[dof] - data.qfrc_gravcomp[dof]) < 1e-3
+    weightless = forward(make_model(lid_2=lid(None)).compile())
+    assert abs(weightless.qfrc_bias[dof] - weightless.qfrc_gravcomp[dof]) < 1e-6
+    weighted.save(tmp_path)
+    assert FittedModel.load(tmp_path).part("lid_2").dynamics.gravity == (0.03, 0.0)

@@ -209,6 +209,10 @@ def test_a_lids_weight_is_fitted_out_not_taken_for_friction():
     fit = fit_driven(replace(motion, gravity=columns))
     assert abs(fit.values["friction"] / truth["friction"] - 1) < 0.25, (fit.values, truth)
     assert abs(np.log(fit.values["damping"] / truth["damping"])) < 3 * max(fit.relative_std()["damping"], 0.1)
+    # and the weight it carried: its first moment out along the arms given (to its centre of mass)
+    arm = arms[0] - (arms[0] @ axis) * axis
+    first_moment = float(model.body_mass[body] * np.linalg.norm(arm))
+    assert abs(fit.gravity[0] / first_moment - 1) < 0.15 and abs(fit.gravity[1]) < 0.15 * first_moment
     # a vertical hinge's columns are zero: gravity cannot do work about it
     assert np.allclose(gravity_columns("revolute", np.array([0.0, 0.0, 1.0]), np.array([0.0, 0.0, -1.0]),
                                        np.array(arms)), 0.0)
