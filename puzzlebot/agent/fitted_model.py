@@ -34,7 +34,7 @@ import numpy as np
 
 from puzzlebot.agent.articulation import KINDS, Articulation
 from puzzlebot.agent.locks import LockBeliefs
-from puzzlebot.agent.sysid import COLD_DAMPING, COLD_FRICTION, COLD_INERTIA, PARAMS, REVOLUTE_SCALE, JointFit
+from puzzlebot.agent.sysid import PARAMS, JointFit, cold_prior
 from puzzlebot.files import write_text_atomic
 from puzzlebot.sim.build import FRICTION_SOLREF, LIMIT_SOLREF, STIFF_SOLIMP
 
@@ -46,18 +46,11 @@ HANDLE_RADIUS = 0.006  # m, of the handle site (as sim.build)
 HINGE_MASS = 1e-3  # kg: a hinge's inertia is rotational; this mass sits on the axis (as sysid)
 UNIT_TOLERANCE = 1e-4  # axes and quaternions this close to unit norm (float32 data) are renormalised
 SLIDE_INERTIA = 1e-6  # kg·m², rotational inertia of a slide's body (its rotation is locked)
-# The prior of a part not identified yet: log-normal, centred on sysid's cold-start spread
-# (desktop lockbox parts) with one sigma = half its width in log space, so the defaults of
-# every mechanism in sim.mechanisms lie within two sigma.
-_PRIOR_RANGES = {"friction": COLD_FRICTION, "damping": COLD_DAMPING, "inertia": COLD_INERTIA}
 
 
 def prior_fit(kind: str) -> JointFit:
-    """The dynamics prior of a prismatic or revolute part that has no fit yet."""
-    scale = REVOLUTE_SCALE if kind == "revolute" else 1.0
-    bounds = np.log([[lo * scale, hi * scale] for lo, hi in (_PRIOR_RANGES[p] for p in PARAMS)])
-    log_mean = bounds.mean(axis=1)
-    log_std = (bounds[:, 1] - bounds[:, 0]) / 2
+    """The dynamics prior of a prismatic or revolute part that has no fit yet (`sysid.cold_prior`)."""
+    log_mean, log_std = cold_prior(kind)
     return JointFit(values=dict(zip(PARAMS, np.exp(log_mean).tolist(), strict=True)), log_mean=log_mean,
                     log_covariance=np.diag(log_std**2), rms_error=float("nan"), evaluations=0)
 

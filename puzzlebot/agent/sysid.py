@@ -25,6 +25,15 @@ PARAMS = ("friction", "damping", "inertia")
 COLD_FRICTION = (0.3, 3.0)
 COLD_DAMPING = (0.5, 8.0)
 COLD_INERTIA = (0.1, 1.0)
+def cold_prior(kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """The dynamics prior of a desktop lockbox joint: mean and standard deviation of the log of
+    each of `PARAMS`, centred on the cold-start spread with one sigma = half its width in log space
+    (every mechanism default in `sim.mechanisms` lies within two sigma)."""
+    scale = REVOLUTE_SCALE if kind == "revolute" else 1.0
+    bounds = np.log([[lo * scale, hi * scale] for lo, hi in (COLD_FRICTION, COLD_DAMPING, COLD_INERTIA)])
+    return bounds.mean(axis=1), (bounds[:, 1] - bounds[:, 0]) / 2
+
+
 MAX_DRAW_FACTOR = 30.0  # a posterior draw is within this factor of the estimate, either way
 REVOLUTE_SCALE = 0.01  # N·m vs N at a ~10 cm lever arm, kg·m² vs kg
 
@@ -266,25 +275,36 @@ def regress_dynamics(motion: DrivenMotion, smoothing_s: float = 0.1) -> dict[str
 
 
 def fit_driven(motions: DrivenMotion | list[DrivenMotion], initial: dict[str, float] | None = None,
-               noise_std: float | None = None) -> JointFit:
-    """Least-squares fit of friction, damping and inertia to the measured effort; Laplace posterior.
+               noise_std: float | None = None, prior: tuple[np.ndarray, np.ndarray] | None = None) -> JointFit:
+    """Maximum a posteriori fit of friction, damping and inertia to the measured effort; Laplace posterior.
+
+    The prior matters where the motion does not tell a parameter: a button's 12 mm stroke at safe
+    speeds carries 0.1 N of damping force under 0.3 N of sensor noise, and its unregularised
+    damping came out 4 to 15 times the true one. With the prior, such a parameter stays near the
+    prior's median, with the prior's spread, and a well-excited one is the data's.
 
     Args:
         motions: one or more paths of the same joint with their measured efforts (an opening and
             a closing together tell friction from damping better than either alone).
         initial: warm start (the previous fit); the linear regression's estimate otherwise.
         noise_std: effort noise (N or N·m) for the posterior; the fit's residual if None.
+        prior: (mean, standard deviation) of the log of each of `PARAMS`; `cold_prior` if None
+            (a family's, `memory.FamilyMemory.dynamics_prior`, is sharper).
     """
     motions = [motions] if isinstance(motions, DrivenMotion) else list(motions)
     if not motions or len({m.kind for m in motions}) != 1:
         raise ValueError(f"fit_driven needs motions of one joint kind, got {[m.kind for m in motions]}")
     measured = np.concatenate([np.asarray(m.efforts, dtype=float) for m in motions])
     nuisance = _Nuisance.of(motions, measured)
+    prior_mean, prior_std = cold_prior(motions[0].kind) if prior is None else (np.asarray(p, dtype=float)
+                                                                               for p in prior)
+    prior_weight = effort_noise(measured) / prior_std  # a prior row weighs as one sample per sigma
 
     def residuals(x: np.ndarray) -> np.ndarray:
         params = dict(zip(PARAMS, np.exp(x), strict=True))
         misfit = np.concatenate([simulate_driven(m, params) for m in motions]) - measured
-        return misfit if nuisance is None else nuisance.remove(misfit)
+        rows = misfit if nuisance is None else nuisance.remove(misfit)
+        return np.concatenate([rows, prior_weight * (x - prior_mean)])
 
     guess = initial or regress_dynamics(max(motions, key=lambda m: len(m.times)))
     scale = REVOLUTE_SCALE if motions[0].kind == "revolute" else 1.0
@@ -300,6 +320,12 @@ def fit_driven(motions: DrivenMotion | list[DrivenMotion], initial: dict[str, fl
         np.concatenate([simulate_driven(m, values) for m in motions]) - measured)
     return JointFit(values=values, log_mean=result.x, log_covariance=covariance, rms_error=rms,
                     evaluations=int(result.nfev), gravity=gravity)
+
+
+def effort_noise(measured: np.ndarray) -> float:
+    """White noise of a measured effort from successive differences (robust: the motion's own
+    changes are slow at 100 Hz)."""
+    return max(float(np.median(np.abs(np.diff(measured)))) / (0.6745 * np.sqrt(2.0)), 1e-9)
 
 
 @dataclass(frozen=True)
@@ -332,9 +358,7 @@ class _Nuisance:
         if not blocks:
             return None
         columns = np.hstack(blocks)
-        # white noise of the effort from successive differences (robust: the motion's own changes are slow)
-        noise = max(float(np.median(np.abs(np.diff(measured)))) / (0.6745 * np.sqrt(2.0)), 1e-9)
-        weights = noise / np.asarray(priors)
+        weights = effort_noise(measured) / np.asarray(priors)
         solver = np.linalg.solve(columns.T @ columns + np.diag(weights**2), columns.T)
         return cls(columns, weights, solver, gravity_at)
 
