@@ -17,8 +17,9 @@ way each part gave, and its fitted dynamics — and turns all of it into priors 
   button...), how often each of the prober's five ways (`probing.CANONICAL`) was the one a
   part gave to, so the likeliest is tried first;
 - dynamics: per (handle kind, joint kind), the log-normal spread of the friction, damping and
-  inertia fitted so far (`dynamics_prior`). Kept and reported; the fits do not use it as a
-  prior yet (a joint's fit is warm-started from its own regression estimate, which is cheap).
+  inertia fitted so far (`dynamics_prior`): the prior the next puzzle's joints are fitted
+  under (`solve.solve` with a memory), in place of `sysid.cold_prior`. It tells most where a
+  motion tells least (a button's damping).
 
 It is saved as JSON (atomically) and grows by `learn` after each puzzle.
 """
@@ -44,6 +45,8 @@ PAIR_FEATURES = ("push blocks grasp", "push blocks push", "grasp blocks grasp", 
 DEFAULT_ODDS = {"grasp": 1.0, "push": 0.3}  # `explorer.ExplorerConfig.locked_prior`, by the blocked part's kind
 PRIOR_STD = 1.5  # of each weight (log odds) around the default's: ten puzzles move it, one does not
 SAME_WAY = 0.9  # cosine between a tried direction and a canonical one that counts as the same way
+DYNAMICS_PRIOR_MIN_FITS = 3  # fitted joints of a handle and joint kind before the family's prior replaces the cold one
+DYNAMICS_PRIOR_MIN_STD = 0.3  # log: the family's prior is never sharper than ~35 % per parameter
 DEFAULT_ORDER_WEIGHT = 2.0  # parts' worth of evidence for the default's first way (halved down the order)
 
 
@@ -141,13 +144,18 @@ class FamilyMemory:
         return replace(base or ProbeConfig(), direction_order=self.direction_order())
 
     def dynamics_prior(self, mode: str, kind: str) -> tuple[np.ndarray, np.ndarray] | None:
-        """Mean and standard deviation of the log of each of `sysid.PARAMS` over the family's
-        fitted joints of this handle and joint kind (None before two were fitted)."""
+        """The family's prior over the dynamics of a joint of this handle and joint kind: mean and
+        standard deviation of the log of each of `sysid.PARAMS` over the joints fitted so far
+        (`sysid.fit_driven`'s `prior`). None before `DYNAMICS_PRIOR_MIN_FITS` were fitted: the
+        cold prior stands. The spread is that of a new joint (the sample's, widened by 1/n for
+        the mean's own uncertainty) and never under `DYNAMICS_PRIOR_MIN_STD`: a few alike
+        fits do not make a new part's parameter known."""
         rows = self.dynamics.get(f"{mode}/{kind}", [])
-        if len(rows) < 2:
+        if len(rows) < DYNAMICS_PRIOR_MIN_FITS:
             return None
         logs = np.array(rows)
-        return logs.mean(axis=0), logs.std(axis=0, ddof=1)
+        spread = logs.std(axis=0, ddof=1) * np.sqrt(1.0 + 1.0 / len(rows))
+        return logs.mean(axis=0), np.maximum(spread, DYNAMICS_PRIOR_MIN_STD)
 
     # ------------------------------------------------------------------ learning
 

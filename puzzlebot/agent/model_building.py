@@ -18,6 +18,7 @@ it with the camera registration `RobotIO.T_world_base`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -152,11 +153,17 @@ def build_model(exploration: Exploration, tracks: dict[str, PartTrack], sheet: M
                      fit_dynamics)
 
 
+DynamicsPrior = Callable[[str, str], "tuple[np.ndarray, np.ndarray] | None"]
+"""(handle mode, joint kind) -> (mean, std) of the log of each of `sysid.PARAMS`, or None: a
+family's prior over its parts' dynamics (`memory.FamilyMemory.dynamics_prior`)."""
+
+
 def fit_model(beliefs: LockBeliefs, interactions: list[Interaction], tracks: dict[str, PartTrack],
               sheet: MarkerSheet, T_world_base: np.ndarray, previous: FittedModel | None = None,
-              fit_dynamics: bool = True) -> FittedModel:
+              fit_dynamics: bool = True, dynamics_prior: DynamicsPrior | None = None) -> FittedModel:
     """The fitted model of `beliefs.parts` from the probes so far (a refit when `previous` is
-    given: dynamics warm-started from its fits)."""
+    given: dynamics warm-started from its fits; under `dynamics_prior` where it has one for a
+    part's handle and joint kind, else under `sysid.cold_prior`)."""
     parts = []
     for name in beliefs.parts:
         track = tracks[name]
@@ -169,7 +176,8 @@ def fit_model(beliefs: LockBeliefs, interactions: list[Interaction], tracks: dic
         handle, _, _ = aff.in_world(T_rest)
         dynamics = None
         if fit_dynamics and articulation.kind != "fixed":
-            dynamics = _fit_part(name, interactions, articulation, T_world_base, previous)
+            prior = dynamics_prior(aff.mode, articulation.kind) if dynamics_prior is not None else None
+            dynamics = _fit_part(name, interactions, articulation, T_world_base, previous, prior)
         parts.append(FittedPart(name=name, marker_id=aff.marker_id, articulation=articulation,
                                 rest_position=positions[0], rest_quaternion=quaternions[0], handle=handle,
                                 dynamics=dynamics))
@@ -179,7 +187,7 @@ def fit_model(beliefs: LockBeliefs, interactions: list[Interaction], tracks: dic
 
 
 def _fit_part(name: str, interactions: list[Interaction], articulation: Articulation, T_world_base: np.ndarray,
-              previous: FittedModel | None):
+              previous: FittedModel | None, prior: tuple[np.ndarray, np.ndarray] | None = None):
     """Fit every usable motion of the part together (warm start: the previous model's fit)."""
     candidates = []
     for interaction in interactions:
@@ -194,7 +202,7 @@ def _fit_part(name: str, interactions: list[Interaction], articulation: Articula
         old = next((p for p in previous.parts if p.name == name), None)
         if old is not None and old.dynamics is not None and old.articulation.kind == articulation.kind:
             initial = dict(old.dynamics.values)
-    return fit_driven(candidates, initial=initial)
+    return fit_driven(candidates, initial=initial, prior=prior)
 
 
 def track_pose(position: np.ndarray, quaternion: np.ndarray) -> np.ndarray:

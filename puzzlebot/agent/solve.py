@@ -64,7 +64,7 @@ from puzzlebot.agent.locks import (
     relevance,
 )
 from puzzlebot.agent.memory import FamilyMemory, PartView
-from puzzlebot.agent.model_building import fit_model
+from puzzlebot.agent.model_building import DynamicsPrior, fit_model
 from puzzlebot.agent.mpc import MPCConfig, MPCPace, OpeningMPC, rollout_threads
 from puzzlebot.agent.part_state import hinge_radius, opening
 from puzzlebot.agent.planning import robust_plan
@@ -128,7 +128,8 @@ def solve(prober: Prober, parts: list[str], goals: list[TaskGoal], config: Solve
           memory: FamilyMemory | None = None, policies: DeployedPolicies | None = None) -> SolveOutcome:
     """Act on the puzzle until every goal holds by the agent's estimate, or a budget runs out.
     With `memory` (what earlier puzzles of the family taught), the lock beliefs start from the
-    family's lock pattern instead of the default odds. With `policies` (skill policies by part),
+    family's lock pattern instead of the default odds, and joints are fitted under the family's
+    dynamics prior. With `policies` (skill policies by part),
     a policy paces the moves of its part instead of the MPC, and learns from them on the job if
     `policies.learning` is set (its updated weights are in `policies` afterwards)."""
     unknown = sorted({g.part for g in goals} - set(parts))
@@ -157,7 +158,8 @@ def solve(prober: Prober, parts: list[str], goals: list[TaskGoal], config: Solve
     restores_logged: list[str] = []
     decide = 0.0
     reason = ""
-    world_model = WorldModel(prober, beliefs, arm.interactions, config, policies)
+    world_model = WorldModel(prober, beliefs, arm.interactions, config, policies,
+                             memory.dynamics_prior if memory is not None else None)
     updates_before = len(policies.updates) if policies is not None else 0
     if config.mpc and config.learn:
         arm.pacer = world_model.pace
@@ -285,9 +287,10 @@ class WorldModel:
     be rehearsed and something new was seen since the last fit (warm-started from that fit)."""
 
     def __init__(self, prober: Prober, beliefs: LockBeliefs, interactions: list[Interaction], config: SolveConfig,
-                 policies: DeployedPolicies | None = None):
+                 policies: DeployedPolicies | None = None, dynamics_prior: DynamicsPrior | None = None):
         self.prober, self.beliefs, self.interactions, self.config = prober, beliefs, interactions, config
         self.policies = policies
+        self.dynamics_prior = dynamics_prior  # a family's, from its memory (None: sysid's cold prior)
         self.model: FittedModel | None = None
         self._fitted_on = -1
         self._rehearser: Rehearser | None = None
@@ -370,7 +373,7 @@ class WorldModel:
         cfg, io = self.config, self.prober.io
         if len(self.interactions) != self._fitted_on:
             self.model = fit_model(self.beliefs, self.interactions, io.tracker.tracks, io.sheet, io.T_world_base,
-                                   previous=self.model)
+                                   previous=self.model, dynamics_prior=self.dynamics_prior)
             self._fitted_on = len(self.interactions)
             self._rehearser = Rehearser(self.model, cfg.rehearsal)
         return self._rehearser

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from puzzlebot.agent import sysid
+from puzzlebot.agent.memory import FamilyMemory
 from puzzlebot.agent.sysid import (MAX_DRAW_FACTOR, DrivenMotion, JointFit, JointInteraction, fit_driven, fit_joint,
                                   gravity_columns)
 from puzzlebot.sim.spec import load_spec
@@ -235,3 +236,27 @@ def test_a_buttons_untold_damping_stays_near_the_prior_not_the_noise():
         errors["prior"].append(abs(np.log(fit.values["damping"] / truth["damping"])))
         errors["flat"].append(abs(np.log(flat.values["damping"] / truth["damping"])))
     assert np.median(errors["prior"]) < 0.6 * np.median(errors["flat"]), errors
+
+
+def test_a_familys_dynamics_prior_tells_what_one_press_cannot():
+    """After a few buttons of a family were fitted (their fits scatter ~20 % about the family's
+    values), the next button's damping, which its own press does not tell, comes from the family:
+    nearer the truth than under the cold prior. Under three fits, the cold prior stands."""
+    memory = FamilyMemory()
+    rng = np.random.default_rng(11)
+    _, truth = hand_driven("lid_bolt_button", "button", (0.01,), noise=0.3, rng=rng)
+    earlier = [[float(np.log(truth[p])) + rng.normal(0.0, 0.2) for p in sysid.PARAMS] for _ in range(2)]
+    memory.dynamics["push/prismatic"] = earlier
+    assert memory.dynamics_prior("push", "prismatic") is None
+    memory.dynamics["push/prismatic"] = earlier + [[float(np.log(truth[p])) + rng.normal(0.0, 0.2)
+                                                    for p in sysid.PARAMS] for _ in range(3)]
+    family = memory.dynamics_prior("push", "prismatic")
+    assert np.all(family[1] >= 0.3)
+    errors = {"family": [], "cold": []}
+    for seed in range(4):
+        motion, truth = hand_driven("lid_bolt_button", "button", (0.01, 0.02, 0.01), noise=0.3,
+                                    rng=np.random.default_rng(seed))
+        errors["family"].append(abs(np.log(fit_driven(motion, prior=family).values["damping"] / truth["damping"])))
+        errors["cold"].append(abs(np.log(fit_driven(motion).values["damping"] / truth["damping"])))
+    assert np.median(errors["family"]) < 0.5 * np.median(errors["cold"]), errors
+    assert max(errors["family"]) < np.log(1.5)
