@@ -32,6 +32,7 @@ import argparse
 import json
 import multiprocessing
 import time
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -121,8 +122,7 @@ def run_continual(specs: list, max_attempts: int, max_robot_s: float, runs: Path
                                       np.exp(memory.lock_weights()).round(3).tolist(), strict=True)),
                    direction_order=[list(o) for o in memory.direction_order()])
         state["rows"].append(row)
-        state["memory"] = {"puzzles": memory.puzzles, "locks": memory.locks, "directions": memory.directions,
-                           "dynamics": memory.dynamics, "default_odds": memory.default_odds}
+        state["memory"] = asdict(memory)
         write_text_atomic(state_path, json.dumps(state))
         print(f"continual {k + 1}/{len(specs)} {spec.name}: solved={row['solved']} "
               f"real {row.get('real_time_s', float('nan')):.0f} s", flush=True)

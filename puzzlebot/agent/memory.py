@@ -20,6 +20,16 @@ way each part gave, and its fitted dynamics — and turns all of it into priors 
   inertia fitted so far (`dynamics_prior`): the prior the next puzzle's joints are fitted
   under (`solve.solve` with a memory), in place of `sysid.cold_prior`. It tells most where a
   motion tells least (a button's damping).
+- views: per handle class, how far the handle seen from the hand just backed off lay from where
+  the cameras put it with the hand parked (`ProbeConfig.compare_views`, a few probes per class).
+  Once a class's backed-off views were all seen and all agreed (`near_view_classes`), its
+  probes are judged from there and the trip to the park and back is saved: most of a probe's
+  free motion. Which views the hand spoils is the cell's (its cameras' placement), not a
+  puzzle's: it carries to every puzzle on the same bench.
+- reaches: per handle class, how far short of its target each guarded reach touched something
+  (a handle nearer than the cameras put it, the face behind it, a neighbour) or that it got
+  there untouched. Once a class has `GUARD_MIN_REACHES`, its reaches cross the standoff faster
+  and slow down only over the last `guard_spans` (the farthest touch seen, plus a margin).
 
 It is saved as JSON (atomically) and grows by `learn` after each puzzle.
 """
@@ -48,6 +58,12 @@ SAME_WAY = 0.9  # cosine between a tried direction and a canonical one that coun
 DYNAMICS_PRIOR_MIN_FITS = 3  # fitted joints of a handle and joint kind before the family's prior replaces the cold one
 DYNAMICS_PRIOR_MIN_STD = 0.3  # log: the family's prior is never sharper than ~35 % per parameter
 DEFAULT_ORDER_WEIGHT = 2.0  # parts' worth of evidence for the default's first way (halved down the order)
+NEAR_VIEW_MIN = 3  # compared views of a handle class seen and agreeing before its probes skip the park
+NEAR_VIEW_MAX = 6  # compared views of a class at most: one that has not earned trust by then keeps parking
+NEAR_VIEW_TOLERANCE = 0.003  # m: a backed-off view this close to the parked one agrees with it
+GUARD_MIN_REACHES = 8  # guarded reaches of a handle class before its slow span is learned
+GUARD_MARGIN = 0.01  # m added to the farthest touch short of a target seen in the class
+GUARD_MIN_SPAN = 0.02  # m: the last stretch of a reach is always slow
 
 
 @dataclass(frozen=True)
@@ -96,6 +112,10 @@ class FamilyMemory:
     locks: list[dict] = field(default_factory=list)  # per part: its blocker sets' features and log-likelihood
     directions: dict[str, list[int]] = field(default_factory=dict)  # handle class -> times each way gave
     dynamics: dict[str, list[list[float]]] = field(default_factory=dict)  # "mode/kind" -> log PARAMS per joint
+    views: dict[str, list[float | None]] = field(default_factory=dict)  # handle class -> backed-off view's
+    # distance from the parked one per compared probe, m (None: not seen backed off)
+    reaches: dict[str, list[float | None]] = field(default_factory=dict)  # handle class -> m short of its
+    # target each guarded reach touched (None: untouched)
     default_odds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_ODDS))
 
     # ------------------------------------------------------------------ priors for the next puzzle
@@ -139,9 +159,47 @@ class FamilyMemory:
         return tuple((kind, tuple(sorted(range(len(CANONICAL)), key=lambda i: score(counts, i))))
                      for kind, counts in sorted(self.directions.items()))
 
+    def near_view_classes(self) -> tuple[str, ...]:
+        """Handle classes whose probes can be judged from the backed-off hand: at least
+        `NEAR_VIEW_MIN` compared views seen there, every one within `NEAR_VIEW_TOLERANCE` of the
+        park's, and seen at least half the time (a look that sees nothing costs a look, then the
+        park; one that saw the handle wrongly would misjudge a probe)."""
+        trusted = []
+        for kind, errors in sorted(self.views.items()):
+            seen = [e for e in errors if e is not None]
+            if len(seen) >= NEAR_VIEW_MIN and 2 * len(seen) >= len(errors) and max(seen) <= NEAR_VIEW_TOLERANCE:
+                trusted.append(kind)
+        return tuple(trusted)
+
+    def compare_view_classes(self) -> tuple[str, ...]:
+        """Handle classes still worth a backed-off look before parking: not trusted yet, with
+        fewer than `NEAR_VIEW_MAX` comparisons and none that disagreed."""
+        trusted = self.near_view_classes()
+        return tuple(kind for kind in HANDLE_CLASSES
+                     if kind not in trusted and len(self.views.get(kind, [])) < NEAR_VIEW_MAX
+                     and all(e is None or e <= NEAR_VIEW_TOLERANCE for e in self.views.get(kind, [])))
+
+    def guard_spans(self, standoff: float) -> tuple[tuple[str, float], ...]:
+        """Per handle class with `GUARD_MIN_REACHES` reaches, the last stretch of a reach to make
+        slowly: the farthest short of its target that any of them touched on the way in, plus
+        `GUARD_MARGIN` (at least `GUARD_MIN_SPAN`, at most the whole `standoff`). A hand already
+        touching at the stand-off (the table under a low handle) met it in free motion: the
+        guarded stretch's speed did not matter to it."""
+        spans = []
+        for kind, touches in sorted(self.reaches.items()):
+            if len(touches) >= GUARD_MIN_REACHES:  # a touch at the stand-off came before the guarded stretch
+                farthest = max((t for t in touches if t is not None and t < standoff - GUARD_MIN_SPAN / 4),
+                               default=0.0)
+                spans.append((kind, float(np.clip(farthest + GUARD_MARGIN, GUARD_MIN_SPAN, standoff))))
+        return tuple(spans)
+
     def probe_config(self, base: ProbeConfig | None = None) -> ProbeConfig:
-        """`base` (the default probe config if None) with the family's direction order."""
-        return replace(base or ProbeConfig(), direction_order=self.direction_order())
+        """`base` (the default probe config if None) with the family's direction order, where its
+        cameras can judge a probe from (`near_view_classes`, `compare_view_classes`) and how much
+        of a reach must be slow (`guard_spans`)."""
+        base = base or ProbeConfig()
+        return replace(base, direction_order=self.direction_order(), near_view=self.near_view_classes(),
+                       compare_views=self.compare_view_classes(), guard_spans=self.guard_spans(base.standoff))
 
     def dynamics_prior(self, mode: str, kind: str) -> tuple[np.ndarray, np.ndarray] | None:
         """The family's prior over the dynamics of a joint of this handle and joint kind: mean and
@@ -163,7 +221,8 @@ class FamilyMemory:
               interactions: list[Interaction] = (), model=None) -> None:
         """Add what one finished puzzle showed: every part's evidence on its blocker sets (the
         beliefs' likelihood, with each set's features), which canonical way each part gave to
-        when it opened, and the dynamics of every joint fitted in `model` (a `FittedModel`)."""
+        when it opened, the dynamics of every joint fitted in `model` (a `FittedModel`), and how
+        the backed-off views its probes compared agreed with the parked ones."""
         missing = sorted(set(beliefs.parts) - set(views))
         if missing:
             raise ValueError(f"FamilyMemory.learn({puzzle!r}): no view of parts {missing}")
@@ -181,6 +240,11 @@ class FamilyMemory:
             if cosines.max() >= SAME_WAY and view.handle_class:
                 counts = self.directions.setdefault(view.handle_class, [0] * len(CANONICAL))
                 counts[int(np.argmax(cosines))] += 1
+        for interaction in interactions:
+            if interaction.near_view_error and interaction.handle_class:
+                self.views.setdefault(interaction.handle_class, []).extend(interaction.near_view_error)
+            if interaction.reach_touches and interaction.handle_class:
+                self.reaches.setdefault(interaction.handle_class, []).extend(interaction.reach_touches)
         for fitted in (model.parts if model is not None else []):
             if fitted.dynamics is None or fitted.name not in views:
                 continue
@@ -201,7 +265,7 @@ class FamilyMemory:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}: not a family memory (bad JSON: {err})") from err
-        known = {"puzzles", "locks", "directions", "dynamics", "default_odds"}
+        known = {"puzzles", "locks", "directions", "dynamics", "default_odds", "views", "reaches"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"{path}: unknown family-memory field {unknown[0]!r} (known: {', '.join(sorted(known))})")
@@ -216,6 +280,12 @@ class FamilyMemory:
             if kind not in HANDLE_CLASSES or len(counts) != len(CANONICAL):
                 raise ValueError(f"{path}: directions[{kind!r}] must be {len(CANONICAL)} counts of a handle class "
                                  f"in {HANDLE_CLASSES}")
+        for name, what, low in (("views", "not seen", 0.0), ("reaches", "untouched", -np.inf)):
+            for kind, values in getattr(memory, name).items():
+                if kind not in HANDLE_CLASSES or not all(
+                        v is None or (isinstance(v, int | float) and np.isfinite(v) and v >= low) for v in values):
+                    raise ValueError(f"{path}: {name}[{kind!r}] must be distances (m, or null: {what}) of a "
+                                     f"handle class in {HANDLE_CLASSES}")
         return memory
 
     @classmethod

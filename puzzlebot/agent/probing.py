@@ -95,8 +95,33 @@ class ProbeConfig:
     """Per `handle_class`, the order in which to try `canonical_directions` when nothing says
     which way a part gives (e.g. learned over a family of puzzles, `agent.memory`); the default
     order otherwise: pull or press first, then across."""
+    guard_spans: tuple[tuple[str, float], ...] = ()
+    """Per `handle_class`, the last metres of a reach made at the guarded speed (`tug_speed` x 2):
+    the rest of the `standoff` is crossed at `free_speed` x 0.4, still stopping at a touch. Where
+    a family showed how short of its target a reach can meet something (`agent.memory`); the
+    whole standoff otherwise (the cameras' depth of a handle is not known to a few mm)."""
+    near_view_rise: float = 0.10  # m the hand rises once backed off, for a look from near the puzzle (out of
+    # a front camera's line of sight: backing off a front handle alone puts the hand right in it)
+    near_view: tuple[str, ...] = ()
+    """Handle classes whose probes are judged by the cameras from near the puzzle (the hand
+    backed off `standoff` along its tool axis and risen `near_view_rise`), not from the park:
+    where a family showed the cameras see them there as they see them from the park
+    (`agent.memory`). A part not seen there is judged from the park after all. None by default:
+    the park is out of every camera's way."""
+    compare_views: tuple[str, ...] = ()
+    """Handle classes whose probes look from the backed-off hand before parking, and keep how far
+    that view put the handle from the parked one (`Interaction.near_view_error`): the evidence
+    `near_view` is learned from."""
 
     def __post_init__(self) -> None:
+        for kind, span in self.guard_spans:
+            if kind not in HANDLE_CLASSES or not 0.0 < span <= self.standoff:
+                raise ValueError(f"ProbeConfig.guard_spans: ({kind!r}, {span}) must be a handle class "
+                                 f"{HANDLE_CLASSES} and a span in (0, standoff={self.standoff}] m")
+        for field_name in ("near_view", "compare_views"):
+            unknown = sorted(set(getattr(self, field_name)) - set(HANDLE_CLASSES))
+            if unknown:
+                raise ValueError(f"ProbeConfig.{field_name}: {unknown[0]!r} is not a handle class {HANDLE_CLASSES}")
         for kind, order in self.direction_order:
             if kind not in HANDLE_CLASSES:
                 raise ValueError(f"ProbeConfig.direction_order: {kind!r} is not a handle class {HANDLE_CLASSES}")
@@ -130,6 +155,11 @@ class Interaction:
     handle_start: np.ndarray | None = None  # world, when the probe began
     handle_end: np.ndarray | None = None  # world, after it (from the cameras)
     travel: float = 0.0  # m the handle moved: the cameras' verdict once the hand is parked, else the hand's
+    handle_class: str = ""  # `handle_class` of the part as the probe saw it
+    reach_touches: list[float | None] = field(default_factory=list)  # per guarded reach, m short of its
+    # target the hand touched something (None: it got there untouched)
+    near_view_error: list[float | None] = field(default_factory=list)  # m between the handle seen from the
+    # backed-off hand and from the park, per compared view (None: not seen backed off; `ProbeConfig.compare_views`)
 
     def append(self, state: RobotState, commanded: np.ndarray) -> None:
         """One control tick of the motion: the command and what the arm measured with it."""
@@ -186,6 +216,8 @@ class Prober:
         """Robot time, s, by what the arm was doing (`ACTIVITIES`; the innermost one counts): where a
         solve's time goes, so that speeding it up starts where it is spent."""
         self._doing: list[str] = []
+        self.reach_touches: list[float | None] = []  # every guarded reach: m short of its target it touched
+        self._handle_class = ""  # of the part being probed
 
     # ------------------------------------------------------------------ motion
     def _tick(self) -> RobotState:
@@ -248,7 +280,11 @@ class Prober:
         if guarded:
             # let the hand come to rest first: right after a fast turn its lag reads as a touch
             self.wait(cfg.settle_s)
-            return self.guarded_move(pos, cfg.tug_speed * 2)
+            slow = dict(cfg.guard_spans).get(self._handle_class, cfg.standoff)
+            touched = slow < cfg.standoff and self.guarded_move(pos - approach * slow, cfg.free_speed * 0.4)
+            touched = touched or self.guarded_move(pos, cfg.tug_speed * 2)
+            self.reach_touches.append(float((pos - self.io.state.tcp_position) @ approach) if touched else None)
+            return touched
         self.move_to(pos, quat, cfg.free_speed * 0.4)
         return False
 
@@ -283,7 +319,7 @@ class Prober:
                 A paced open that ended at its target counts as moved, however short the travel.
         """
         aff = self.io.sheet.affordances[part]
-        if not self.io.seen_since(part, self.io.state.t - self.config.view_s):
+        if not self._seen_well(part):
             self.park()
             self._look(self.config.view_s)
         override = handle
@@ -291,7 +327,10 @@ class Prober:
         if override is not None:
             handle, approach, grip_axis = override
             grip_axis = grip_axis if grip_axis is not None else self.io.handle_world(part)[2]
-        record = Interaction(part, aff.mode, direction, moved=False, handle_start=handle.copy())
+        record = Interaction(part, aff.mode, direction, moved=False, handle_start=handle.copy(),
+                             handle_class=handle_class(aff.mode, approach, grip_axis))
+        reaches = len(self.reach_touches)
+        self._handle_class = record.handle_class
         candidates = candidate_directions(self.config, aff.mode, approach, grip_axis, hint)
         if direction == "close" and hint is not None:
             candidates = candidates[:1]  # back the way it came, nothing else
@@ -309,8 +348,9 @@ class Prober:
         else:  # per direction: a press straight in cannot turn it
             self._push_probe(part, aff, handle, approach, candidates, record, test, pace)
         self.io.tracker.handled(part, may_turn=record.contact != "press")  # and once more as the hand lets go
+        record.reach_touches = self.reach_touches[reaches:]
         record.attempted = record.attempted and record.engaged  # re-judged by the cameras below
-        if self._view_parked(part):  # the cameras have the last word once the hand is away
+        if self._judging_view(part, record):  # the cameras have the last word once the hand is away
             end, _, _ = self.io.handle_world(part)
             record.handle_end = end
             seen = _travel(end - handle, approach, record.contact)
@@ -320,6 +360,40 @@ class Prober:
             record.attempted = record.attempted or seen >= self.config.moved_threshold  # slid without a felt push
         return record
 
+    def _seen_well(self, part: str) -> bool:
+        """Whether the cameras saw the part lately from where the hand is (the park, or backed
+        off from a handle of a class they are known to see well from there)."""
+        if not self.io.seen_since(part, self.io.state.t - self.config.view_s):
+            return False
+        if self._parked():
+            return True
+        aff = self.io.sheet.affordances[part]
+        _, approach, grip_axis = self.io.handle_world(part)
+        return handle_class(aff.mode, approach, grip_axis) in self.config.near_view
+
+    @_activity("camera_view")
+    def _judging_view(self, part: str, record: Interaction) -> bool:
+        """Let go and look: whether the cameras saw the part with the hand away. From the
+        backed-off hand where the config trusts that view for the part's class (and the part
+        is seen there), from the park otherwise; with `compare_views`, both, keeping how far
+        apart they put the handle."""
+        cfg = self.config
+        near_ok, compare = record.handle_class in cfg.near_view, record.handle_class in cfg.compare_views
+        if not (near_ok or compare):
+            return self._view_parked(part)
+        self._back_off()
+        self.move_to(self.cmd_pos + [0.0, 0.0, cfg.near_view_rise], self.cmd_quat, cfg.free_speed)
+        backed = self.io.state.t
+        self._look(cfg.view_s)
+        near = self.io.handle_world(part)[0] if self.io.seen_since(part, backed) else None
+        if near is not None and near_ok:
+            return True
+        parked = self._view_parked(part)
+        if compare and parked:
+            far = self.io.handle_world(part)[0]
+            record.near_view_error.append(None if near is None else float(np.linalg.norm(near - far)))
+        return parked
+
     @_activity("camera_view")
     def _view_parked(self, part: str) -> bool:
         """Park and look: whether the cameras saw the part with the hand away."""
@@ -328,17 +402,25 @@ class Prober:
         self._look(self.config.view_s)
         return self.io.seen_since(part, parked)
 
+    def _parked(self) -> bool:
+        """Whether the hand is at the park (within a centimetre: the arm settles a little there)."""
+        return float(np.linalg.norm(self.cmd_pos - self.io.park_pos)) < 0.01
+
+    def _back_off(self) -> None:
+        """Let go and back the hand off `standoff` along its tool axis."""
+        self.grip = 0.0
+        self.wait(self.config.settle_s)
+        self.move_to(self.cmd_pos - self._tool_z() * self.config.standoff, self.cmd_quat, self.config.free_speed)
+
     def park(self) -> None:
         """Back off the puzzle and return to the parking pose, out of the cameras' view."""
-        cfg = self.config
-        self.grip = 0.0
-        self.wait(cfg.settle_s)
-        up = self.cmd_pos - self._tool_z() * cfg.standoff
-        self.move_to(up, self.cmd_quat, cfg.free_speed)
-        via = up.copy()
+        if self._parked():
+            return
+        self._back_off()
+        via = self.cmd_pos.copy()
         via[2] = max(via[2], self.io.park_pos[2])
-        self.move_to(via, self.cmd_quat, cfg.free_speed)
-        self.move_to(self.io.park_pos, self.io.park_quat, cfg.free_speed)
+        self.move_to(via, self.cmd_quat, self.config.free_speed)
+        self.move_to(self.io.park_pos, self.io.park_quat, self.config.free_speed)
 
     def _grasp_probe(self, part: str, aff: Affordance, handle: np.ndarray, approach: np.ndarray,
                      grip_axis: np.ndarray, candidates: list[np.ndarray], record: Interaction,
@@ -545,7 +627,7 @@ class Prober:
                       pushed.drift, record.moved)
             paced = _paced_to_target(pace, record)
             record.moved = record.moved or paced
-            self.move_to(self.cmd_pos - d * cfg.clearance * 2, self.cmd_quat, cfg.tug_speed)
+            self.move_to(self.cmd_pos - d * cfg.clearance * 2, self.cmd_quat, cfg.follow_speed)  # off the handle
             self.move_to(self.cmd_pos - approach * cfg.standoff, self.cmd_quat, cfg.free_speed)
             if paced:
                 break  # it gave and came to rest where it should (the cameras judge it in `probe`)
@@ -555,7 +637,7 @@ class Prober:
                 # the puzzle's give: where the cameras see the handle after the push, they decide
                 record.moved = seen is None or seen >= cfg.opened_threshold
             elif record.moved and not test:
-                record.moved = self._press_seen(part, handle_before, approach, pushed.gave)
+                record.moved = self._press_seen(part, record, handle_before, approach, pushed.gave)
             if record.moved:
                 break
         else:
@@ -589,11 +671,12 @@ class Prober:
         now, _, _ = self.io.handle_world(part)
         return _travel(now - before, approach, "side")
 
-    def _press_seen(self, part: str, before: np.ndarray, approach: np.ndarray, gave: float) -> bool:
+    def _press_seen(self, part: str, record: Interaction, before: np.ndarray, approach: np.ndarray,
+                    gave: float) -> bool:
         """Whether the cameras, with the hand parked, see the handle gone in along the approach
         by `press_seen` of the hand's give (True when they do not see it: the hand's word
         stands). Depth along the line of sight is a marker's noisiest axis, hence the fraction."""
-        if not self._view_parked(part):
+        if not self._judging_view(part, record):
             return True
         now, _, _ = self.io.handle_world(part)
         seen = float((now - before) @ approach)

@@ -286,8 +286,8 @@ def lid(gravity: tuple[float, ...] | None) -> FittedPart:
     art = Articulation(kind="revolute", axis=np.array([0.0, 1.0, 0.0]), origin=np.array([-0.1, 0.0, 0.2]),
                        observed_range=(0.0, 1.8), axis_std_deg=1.0, origin_std_m=0.002)
     fit = replace(joint_fit({"friction": 0.05, "damping": 0.05, "inertia": 0.02}, [0.2, 0.4, 0.25]), gravity=gravity)
-    return FittedPart("lid_2", 6, art, rest_position=np.array([0.0, 0.0, 0.21]), rest_quaternion=np.array([1.0, 0, 0, 0]),
-                      handle=np.array([0.1, 0.0, 0.2]), dynamics=fit)
+    return FittedPart("lid_2", 6, art, rest_position=np.array([0.0, 0.0, 0.21]),
+                      rest_quaternion=np.array([1.0, 0, 0, 0]), handle=np.array([0.1, 0.0, 0.2]), dynamics=fit)
 
 
 def test_a_lids_fitted_weight_is_in_the_model(tmp_path):

@@ -9,6 +9,7 @@ from puzzlebot.agent.locks import CLOSE, OPEN, ActiveExplorer, LockBeliefs, grap
 from puzzlebot.agent.memory import DEFAULT_ODDS, PAIR_FEATURES, FamilyMemory, PartView
 from puzzlebot.agent.probing import (
     CANONICAL,
+    HANDLE_CLASSES,
     Interaction,
     ProbeConfig,
     candidate_directions,
@@ -119,3 +120,63 @@ def test_bad_odds_and_direction_orders_are_refused():
         ProbeConfig(direction_order=(("push from above", (0, 1, 2)),))
     with pytest.raises(ValueError, match="handle class"):
         ProbeConfig(direction_order=(("push", (0, 1, 2, 3, 4)),))
+
+
+def test_a_handle_class_is_judged_from_the_backed_off_hand_once_its_views_agreed():
+    kind, other = "push from above", "grasp, fingers close across"
+    memory = FamilyMemory()
+    assert memory.near_view_classes() == ()  # a fresh agent parks for every look
+    assert set(memory.compare_view_classes()) == set(HANDLE_CLASSES)
+    beliefs = LockBeliefs(["button", "drawer"])
+
+    def probed(part: str, kind: str, errors: list) -> None:
+        views = {"button": PartView("push", (0.0, 0.0, 0.0)), "drawer": PartView("grasp", (0.1, 0.0, 0.0))}
+        memory.learn("p", beliefs, views, [Interaction(part, "push", OPEN, moved=True, handle_class=kind,
+                                                       near_view_error=errors)])
+    probed("button", kind, [0.001, 0.0015])
+    assert kind not in memory.near_view_classes()  # two agreeing looks are not enough
+    probed("button", kind, [0.0008])
+    probed("drawer", other, [None, None, 0.001, None])  # seen backed off too rarely to be worth a look
+    assert memory.near_view_classes() == (kind,)
+    config = memory.probe_config()
+    assert config.near_view == (kind,)
+    assert kind not in config.compare_views and other in config.compare_views
+    probed("drawer", other, [None, None])  # six compared, never worth it: no more looks spent on it
+    assert other not in memory.probe_config().compare_views and other not in memory.near_view_classes()
+    probed("button", kind, [0.02])  # a backed-off view that put the handle 2 cm off: trust is gone
+    assert memory.near_view_classes() == ()
+    assert kind not in memory.compare_view_classes()
+
+
+def test_a_memory_with_backed_off_views_round_trips_and_bad_views_name_the_field(tmp_path):
+    memory = FamilyMemory(views={"push from above": [0.001, None]})
+    memory.save(tmp_path / "memory.json")
+    assert FamilyMemory.load(tmp_path / "memory.json").views == memory.views
+    (tmp_path / "bad.json").write_text('{"views": {"push from above": [-1.0]}}')
+    with pytest.raises(ValueError, match=r"views\['push from above'\]"):
+        FamilyMemory.load(tmp_path / "bad.json")
+    with pytest.raises(ValueError, match="near_view"):
+        ProbeConfig(near_view=("push",))
+
+
+def test_reaches_slow_down_only_where_the_familys_touches_came():
+    kind = "push from the side"
+    memory = FamilyMemory()
+    standoff = ProbeConfig().standoff
+    assert memory.guard_spans(standoff) == ()  # a fresh agent comes the whole standoff in slowly
+    beliefs = LockBeliefs(["bolt"])
+    views = {"bolt": PartView("push", (0.0, 0.0, 0.0))}
+
+    def reached(touches: list) -> None:
+        memory.learn("p", beliefs, views, [Interaction("bolt", "push", OPEN, moved=True, handle_class=kind,
+                                                       reach_touches=touches)])
+    reached([None, 0.004, None, 0.012])
+    assert memory.guard_spans(standoff) == ()  # four reaches tell too little
+    reached([None, None, 0.006, None])
+    assert dict(memory.probe_config().guard_spans)[kind] == pytest.approx(0.012 + 0.01)
+    reached([0.13, standoff])  # touching at the stand-off already: not met on the guarded stretch
+    assert dict(memory.guard_spans(standoff))[kind] == pytest.approx(0.012 + 0.01)
+    reached([0.07])  # something met 7 cm out: the whole standoff is slow again
+    assert dict(memory.guard_spans(standoff))[kind] == pytest.approx(standoff)
+    with pytest.raises(ValueError, match="guard_spans"):
+        ProbeConfig(guard_spans=((kind, 0.2),))

@@ -5,6 +5,7 @@ included); the checks compare with the puzzle's true geometry and the true lock.
 """
 
 import contextlib
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from puzzlebot.agent.affordances import marker_sheet
 from puzzlebot.agent.perception.privileged import site_pose
 from puzzlebot.agent.perception.registration import camera_poses
-from puzzlebot.agent.probing import Prober
+from puzzlebot.agent.probing import HANDLE_CLASSES, Prober
 from puzzlebot.agent.robot_io import RobotIO
 from puzzlebot.real.driver import Driver
 from puzzlebot.real.emulator import EmulatorBackend, EmulatorConfig
@@ -216,3 +217,50 @@ def test_the_radius_a_held_door_turns_on_is_read_about_the_hinge_its_marker_show
         assert opened.moved and opened.contact == "grasp"
         read = hinge_radius(prober, [opened], "door")
     assert read is not None and abs(read - radius) < 0.008, (read, radius)
+
+
+@pytest.mark.slow
+def test_a_probe_judged_from_near_the_puzzle_keeps_its_verdict_and_skips_the_park() -> None:
+    """Where a family showed the cameras see a handle class from the backed-off hand as they see
+    it from the park (`agent.memory`), a probe is judged from there: the same verdict on the
+    world, without the trip to the park and back."""
+    spec = _spec("bolt_drawer")
+    with _connected(spec, CAMERAS, seed=5) as (io, prober):
+        emulator = io.driver.backend
+        prober.config = replace(prober.config, compare_views=HANDLE_CLASSES)
+        opened = prober.probe("bolt")
+        assert opened.moved and len(opened.near_view_error) == 1
+        assert opened.near_view_error[0] is not None and opened.near_view_error[0] < 0.003
+        assert np.linalg.norm(prober.cmd_pos - io.park_pos) < 0.01  # compared: it parked as well
+        opened_free = prober.robot_s_by_activity["free_motion"]
+
+        prober.config = replace(prober.config, compare_views=(), near_view=(opened.handle_class,))
+        closed = prober.probe("bolt", "close", hint=opened.handle_start - opened.handle_end)
+        closed_free = prober.robot_s_by_activity["free_motion"] - opened_free
+        assert closed.moved and not closed.near_view_error
+        assert np.linalg.norm(prober.cmd_pos - io.park_pos) > 0.1  # judged by the puzzle, not parked
+        assert closed_free < opened_free - 1.0
+    world = emulator.episode_gap()["final"]["part_positions"]["bolt"]  # the world's own bolt: checks only
+    assert abs(world) < 0.01  # it is shut, as the view near the puzzle judged
+    seen_back = (closed.handle_end - closed.handle_start) @ (opened.handle_start - opened.handle_end)
+    assert seen_back / np.linalg.norm(opened.handle_end - opened.handle_start) ** 2 > 0.7
+
+
+@pytest.mark.slow
+def test_a_reach_slow_only_over_its_learned_span_is_faster_and_feels_the_same() -> None:
+    """With a learned `guard_spans` a reach crosses most of its standoff at the faster guarded
+    speed: less time per reach, no touch it did not have before, the same opening."""
+    spec = _spec("bolt_drawer")
+    with _connected(spec, CAMERAS, seed=5) as (io, prober):
+        emulator = io.driver.backend
+        opened = prober.probe("bolt")
+        assert opened.moved and opened.reach_touches
+        slow_s = prober.robot_s_by_activity["guarded_approach"] / len(opened.reach_touches)
+
+        prober.config = replace(prober.config, guard_spans=((opened.handle_class, 0.02),))
+        closed = prober.probe("bolt", "close", hint=opened.handle_start - opened.handle_end)
+        assert closed.moved and closed.reach_touches == [None]  # the faster stretch felt nothing
+        fast_s = prober.robot_s_by_activity["guarded_approach"] - slow_s * len(opened.reach_touches)
+    assert fast_s < 0.6 * slow_s
+    world = emulator.episode_gap()["final"]["part_positions"]["bolt"]  # the world's own bolt: checks only
+    assert abs(world) < 0.01

@@ -11,8 +11,15 @@ import pytest
 
 from puzzlebot.agent import sysid
 from puzzlebot.agent.memory import FamilyMemory
-from puzzlebot.agent.sysid import (MAX_DRAW_FACTOR, DrivenMotion, JointFit, JointInteraction, fit_driven, fit_joint,
-                                  gravity_columns)
+from puzzlebot.agent.sysid import (
+    MAX_DRAW_FACTOR,
+    DrivenMotion,
+    JointFit,
+    JointInteraction,
+    fit_driven,
+    fit_joint,
+    gravity_columns,
+)
 from puzzlebot.sim.spec import load_spec
 from puzzlebot.sim.world import PuzzleWorld, WorldConfig
 
