@@ -64,6 +64,7 @@ class EpisodeCheckpoint:
     def __init__(self, folder: Path, fingerprint: dict[str, Any]):
         self.folder = Path(folder)
         self.fingerprint = {"code": code_version(), **fingerprint}
+        self.resumed = 0  # rows the last `run_episodes` took from here instead of playing them
 
     def _path(self, key: str) -> Path:
         return self.folder / (re.sub(r"[^A-Za-z0-9_.-]+", "_", key).strip("_") + ".json")
@@ -107,6 +108,8 @@ def run_episodes(tasks: list[Any], play: Callable[[Any], dict[str, Any]], jobs: 
             if row is not None and "error" not in row:  # a failed episode is no result: played again
                 rows[k] = row
     todo = [k for k in range(len(tasks)) if k not in rows]
+    if checkpoint is not None:
+        checkpoint.resumed = len(rows)
     with Progress() as progress:
         if rows:
             progress.console.print(f"resumed {len(rows)} of {len(tasks)} episodes from {checkpoint.folder}")
@@ -175,3 +178,13 @@ def write_results(folder: Path, name: str, summary: dict[str, Any], meta: dict[s
     (folder / f"{name}.md").write_text(markdown)
     plot(folder / f"{name}.png")
     print(json.dumps(summary, indent=1))
+
+
+def run_note(meta: dict[str, Any]) -> str:
+    """How long the run took, and how much of it an earlier, stopped run of the same code played
+    (its wall time is not in `wall_s`), for a results header."""
+    note = f"{meta['wall_s'] / 60:.0f} min"
+    if meta.get("resumed_episodes"):
+        note += (f" for the episodes played in this run; {meta['resumed_episodes']} more were resumed from "
+                 f"an earlier run of the same code (`{meta.get('code', '?')}`)")
+    return note

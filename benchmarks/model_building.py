@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from held_out import episode_checkpoint, held_out_puzzles, machine, parse_depths, run_episodes, write_results
+from held_out import episode_checkpoint, held_out_puzzles, machine, parse_depths, run_episodes, run_note, write_results
 
 from puzzlebot.agent.affordances import marker_sheet
 from puzzlebot.agent.explorer import ExplorerConfig
@@ -131,7 +131,7 @@ def markdown(summary: dict[str, Any], runs: list[dict[str, Any]], meta: dict[str
              f"{meta['seeds']} seed(s) each), "
              "floating gripper, closeup and top cameras 480x640, lockstep emulator, probing by tests in place and "
              "opens (no closes); "
-             f"{meta['machine']}.", "",
+             f"{meta['machine']}; {run_note(meta)}.", "",
              "| metric | value | target |", "|---|---|---|"]
     targets = {"joint_type_accuracy": "1.0", "axis_error_deg_median": "< 2", "friction_rel_error_median": "< 0.15",
                "damping_rel_error_median": "< 0.15", "lock_graph_f1": "1.0 (exact at depth <= 5)",
@@ -194,14 +194,16 @@ def main() -> None:
     specs = [spec for _, spec in held_out_puzzles(depths, seeds)]
     t0 = time.monotonic()
     tasks = [(i, spec, strategy) for i, spec in enumerate(specs) for strategy in ("active", "random")]
+    checkpoint = episode_checkpoint(args)
     runs = run_episodes(tasks, partial(_play, max_probes=args.max_probes, runs=args.runs), args.jobs,
                         label=lambda task: f"{task[1].name} ({len(task[1].parts)} parts): {task[2]}",
-                        checkpoint=episode_checkpoint(args))
+                        checkpoint=checkpoint)
     summary = summarize(runs)
     meta = {"puzzles": len(specs), "depths": f"{depths[0]}-{depths[-1]}", "seeds": seeds, "quick": args.quick,
             "jobs": args.jobs,
             "machine": machine(),
-            "wall_s": time.monotonic() - t0}
+            "wall_s": time.monotonic() - t0, "resumed_episodes": checkpoint.resumed,
+            "code": checkpoint.fingerprint["code"]}
     name = "model_building_quick" if args.quick else "model_building"
     write_results(RESULTS, name, summary, meta, runs, markdown(summary, runs, meta),
                   lambda path: plot(runs, path))

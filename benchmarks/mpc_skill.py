@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from held_out import episode_checkpoint, held_out_puzzles, machine, parse_depths, run_episodes, write_results
+from held_out import episode_checkpoint, held_out_puzzles, machine, parse_depths, run_episodes, run_note, write_results
 
 from puzzlebot.agent.affordances import marker_sheet
 from puzzlebot.agent.explorer import ArmMoves, ExplorerConfig, prior_beliefs
@@ -150,7 +150,7 @@ def markdown(summary: dict[str, Any], rows: list[dict[str, Any]], meta: dict[str
              f"{meta['depths']}), each opened {1000 * meta['first'][0]:.0f} mm (slides) or "
              f"{1000 * meta['first'][1]:.0f} mm (hinges) of hand travel model-free, fitted, then moved "
              f"{1000 * meta['more'][0]:.0f} or {1000 * meta['more'][1]:.0f} mm further to a target; {meta['machine']}; "
-             f"{meta['wall_s'] / 60:.0f} min. Error: the world's final opening minus the target, mm at the handle.", "",
+             f"{run_note(meta)}. Error: the world's final opening minus the target, mm at the handle.", "",
              "| variant | trials | median abs error mm | max abs error mm | median overshoot mm | within 5 mm |",
              "|---|---|---|---|---|---|"]
     fmt = (lambda v: "-" if v is None else f"{v:.1f}")  # noqa: E731
@@ -222,13 +222,15 @@ def main() -> None:
     variants = VARIANTS[:2] if args.quick else VARIANTS
     tasks = [(spec, part, variant, seed) for spec, part, seed in parts for variant in variants]
     t0 = time.monotonic()
+    checkpoint = episode_checkpoint(args)
     rows = run_episodes(tasks, partial(run_one, first=args.first, more=args.more, runs=args.runs), args.jobs,
                         label=lambda t: f"{t[0].name} {t[1]}: {t[2]}",
-                        checkpoint=episode_checkpoint(args))
+                        checkpoint=checkpoint)
     summary = summarize(rows)
     meta = {"trials": len(tasks), "parts": len(parts), "depths": f"{depths[0]}-{depths[-1]}", "seeds": seeds,
             "first": args.first, "more": args.more, "jobs": args.jobs, "quick": args.quick, "machine": machine(),
-            "wall_s": time.monotonic() - t0}
+            "wall_s": time.monotonic() - t0, "resumed_episodes": checkpoint.resumed,
+            "code": checkpoint.fingerprint["code"]}
     write_results(RESULTS, "mpc_skill_quick" if args.quick else "mpc_skill", summary, meta, rows,
                   markdown(summary, rows, meta), lambda path: plot(rows, path))
 

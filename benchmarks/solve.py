@@ -45,6 +45,7 @@ from held_out import (
     parse_depths,
     parse_seeds_at,
     run_episodes,
+    run_note,
     write_results,
 )
 
@@ -85,11 +86,13 @@ def run_agent(spec, depth: int, agent: str, seed: int, budget: SolveConfig, runs
            "mean_surprise_nats": float(np.mean(surprises)) if surprises else None,
            "mpc_paced_moves": len(outcome.mpc), "mpc_compute_s": float(sum(p["compute_s"] for p in outcome.mpc))}
     if agent == "puzzlebot":
-        row["fitted_model"] = str(runs / spec.name / agent)  # its rehearsal throughput is measured after the runs
+        # its rehearsal throughput is measured after the runs; relative to --runs, so a run resumed
+        # from a moved folder finds it
+        row["fitted_model"] = f"{spec.name}/{agent}"
     return row
 
 
-def rehearsal_throughput(folder: str, goal: str) -> dict[str, float] | None:
+def rehearsal_throughput(folder: str | Path, goal: str) -> dict[str, float] | None:
     """Rehearsing a push of the goal part (else any part with a fitted joint) in the fitted model
     saved in `folder`, against raw rollout on the same models and inputs (best of 10 each)."""
     model = FittedModel.load(Path(folder))
@@ -143,7 +146,7 @@ def markdown(summary: dict[str, Any], rows: list[dict[str, Any]], meta: dict[str
              + "".join(f", {n} at depth {d}" for d, n in meta.get("seeds_at", {}).items()) + "); "
              "puzzlebot, random, nominal and ppo on the lockstep reality emulator (hidden gap, floating gripper, "
              f"closeup and top cameras 480x640), the oracle in simulation; budget {meta['max_attempts']} probes and "
-             f"{meta['max_robot_s']:.0f} s of robot time; {meta['machine']}; {meta['wall_s'] / 60:.0f} min.", "",
+             f"{meta['max_robot_s']:.0f} s of robot time; {meta['machine']}; {run_note(meta)}.", "",
              "Targets: >= 95 % solved at depth 5, median <= 5 min robot time and <= 10 attempts, <= 2 min compute.", "",
              "| agent | solved by depth | median robot s | median attempts | median compute s | note |",
              "|---|---|---|---|---|---|"]
@@ -207,20 +210,22 @@ def main() -> None:
     puzzles = held_out_puzzles(depths, seeds, seeds_at)
     t0 = time.monotonic()
     tasks = [(i, depth, spec, agent) for i, (depth, spec) in enumerate(puzzles) for agent in AGENTS]
+    checkpoint = episode_checkpoint(args)
     rows = run_episodes(tasks, partial(_run_one, budget=budget, runs=args.runs), args.jobs,
                         label=lambda task: f"{task[2].name}: {task[3]}",
-                        checkpoint=episode_checkpoint(args))
+                        checkpoint=checkpoint)
     goal_of = {spec.name: task_goals(spec)[0].part for _, spec in puzzles}
     for row in rows:  # one process, nothing else running: the throughput is not shared with an episode
         if row.get("fitted_model"):
-            row["rollout_throughput"] = rehearsal_throughput(row["fitted_model"], goal_of[row["puzzle"]])
+            row["rollout_throughput"] = rehearsal_throughput(args.runs / row["fitted_model"], goal_of[row["puzzle"]])
     summary = summarize(rows, depths)
     meta = {"puzzles": len(puzzles), "depths": f"{depths[0]}-{depths[-1]}", "seeds": seeds, "seeds_at": seeds_at,
             "quick": args.quick,
             "jobs": args.jobs,
             "max_attempts": args.max_attempts, "max_robot_s": args.max_robot_s,
             "machine": machine(),
-            "wall_s": time.monotonic() - t0}
+            "wall_s": time.monotonic() - t0, "resumed_episodes": checkpoint.resumed,
+            "code": checkpoint.fingerprint["code"]}
     name = "solve_quick" if args.quick else "solve"
     write_results(RESULTS, name, summary, meta, rows, markdown(summary, rows, meta),
                   lambda path: plot(summary, path))

@@ -104,3 +104,18 @@ def test_pool_workers_end_when_the_benchmark_is_killed(tmp_path):
         for pid in workers:
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_a_resumed_run_says_how_many_episodes_an_earlier_run_played(tmp_path):
+    from held_out import run_note
+
+    tasks = ["a", "bb"]
+    first = EpisodeCheckpoint(tmp_path, {"budget": "10"})
+    run_episodes(tasks[:1], _runner([]), jobs=1, label=str, checkpoint=first)
+    assert first.resumed == 0
+    again = EpisodeCheckpoint(tmp_path, {"budget": "10"})
+    run_episodes(tasks, _runner([]), jobs=1, label=str, checkpoint=again)
+    assert again.resumed == 1
+    note = run_note({"wall_s": 120.0, "resumed_episodes": again.resumed, "code": "abc1234"})
+    assert "1 more were resumed" in note and "abc1234" in note
+    assert run_note({"wall_s": 120.0, "resumed_episodes": 0}) == "2 min"
