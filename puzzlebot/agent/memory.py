@@ -14,8 +14,10 @@ way each part gave, and its fitted dynamics — and turns all of it into priors 
   apart (a distractor opened before the drawer: did it block it too?) moves nothing, and one
   odd puzzle cannot overwrite ten;
 - directions: per handle class (`probing.handle_class`: a drawer's bar, a door's, a lid's
-  button...), how often each of the prober's five ways (`probing.CANONICAL`) was the one a
-  part gave to, so the likeliest is tried first;
+  button...), and per class and handle shape (`probing.handle_shape`: a button's flush cap and
+  a knob's crank pin are both pushed from the side, and give different ways), how often each of
+  the prober's five ways (`probing.CANONICAL`) was the one a part gave to, so the likeliest is
+  tried first (by shape where that shape gave before, else by class);
 - dynamics: per (handle kind, joint kind), the log-normal spread of the friction, damping and
   inertia fitted so far (`dynamics_prior`): the prior the next puzzle's joints are fitted
   under (`solve.solve` with a memory), in place of `sysid.cold_prior`. It tells most where a
@@ -45,7 +47,7 @@ from scipy.optimize import minimize
 from scipy.special import logsumexp, softmax
 
 from puzzlebot.agent.locks import OPEN, LockBeliefs
-from puzzlebot.agent.probing import CANONICAL, HANDLE_CLASSES, Interaction, ProbeConfig
+from puzzlebot.agent.probing import CANONICAL, HANDLE_CLASSES, SHAPE_SEP, Interaction, ProbeConfig, handle_key
 from puzzlebot.agent.sysid import PARAMS
 from puzzlebot.files import write_text_atomic
 
@@ -74,6 +76,7 @@ class PartView:
     handle: tuple[float, ...]  # the handle's point at rest, m, world
     directions: tuple[tuple[float, ...], ...] = ()  # `probing.canonical_directions` at rest, world
     handle_class: str = ""  # `probing.handle_class`: how the handle sits (a drawer's bar, a door's, a lid's button)
+    handle_shape: str = ""  # `probing.handle_shape`: the sheet's radius, stand-out and offset of the handle
 
 
 def pair_features(views: dict[str, PartView], blocker: str, part: str) -> np.ndarray:
@@ -238,8 +241,11 @@ class FamilyMemory:
                 continue
             cosines = np.array(view.directions) @ np.asarray(interaction.tried[-1])
             if cosines.max() >= SAME_WAY and view.handle_class:
-                counts = self.directions.setdefault(view.handle_class, [0] * len(CANONICAL))
-                counts[int(np.argmax(cosines))] += 1
+                keys = [view.handle_class] + ([handle_key(view.handle_class, view.handle_shape)]
+                                              if view.handle_shape else [])
+                for key in keys:  # the class, and the class narrowed by the handle's shape
+                    counts = self.directions.setdefault(key, [0] * len(CANONICAL))
+                    counts[int(np.argmax(cosines))] += 1
         for interaction in interactions:
             if interaction.near_view_error and interaction.handle_class:
                 self.views.setdefault(interaction.handle_class, []).extend(interaction.near_view_error)
@@ -277,7 +283,7 @@ class FamilyMemory:
                 raise ValueError(f"{path}: locks[{i}] is malformed (features: sets x {len(PAIR_FEATURES)}, "
                                  "loglik: one finite value per set)")
         for kind, counts in memory.directions.items():
-            if kind not in HANDLE_CLASSES or len(counts) != len(CANONICAL):
+            if kind.split(SHAPE_SEP)[0] not in HANDLE_CLASSES or len(counts) != len(CANONICAL):
                 raise ValueError(f"{path}: directions[{kind!r}] must be {len(CANONICAL)} counts of a handle class "
                                  f"in {HANDLE_CLASSES}")
         for name, what, low in (("views", "not seen", 0.0), ("reaches", "untouched", -np.inf)):

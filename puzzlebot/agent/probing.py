@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 CANONICAL = ("pull or press", "+across", "-across", "+up across", "-up across")
 """The five ways a handle is tried (`canonical_directions`)."""
+SHAPE_SEP = " / "  # between a handle class and its shape in a `handle_key`
 AVOID_DEG = 60.0  # a try this close to a way to avoid (`Prober.probe`) moves the part that way too
 HANDLE_CLASSES = ("grasp, fingers close vertically", "grasp, fingers close across", "push from above",
                   "push from the side")
@@ -92,7 +93,8 @@ class ProbeConfig:
     finger_clearance: float = 0.004  # m closed fingers keep above it, pushing or pressing a low handle
     max_tilt_deg: float = 40.0  # how far the hand pitches up from a handle to clear the table
     direction_order: tuple[tuple[str, tuple[int, ...]], ...] = ()
-    """Per `handle_class`, the order in which to try `canonical_directions` when nothing says
+    """Per `handle_class` (or `handle_key`: a class and a handle's shape, which comes first),
+    the order in which to try `canonical_directions` when nothing says
     which way a part gives (e.g. learned over a family of puzzles, `agent.memory`); the default
     order otherwise: pull or press first, then across."""
     guard_spans: tuple[tuple[str, float], ...] = ()
@@ -123,7 +125,7 @@ class ProbeConfig:
             if unknown:
                 raise ValueError(f"ProbeConfig.{field_name}: {unknown[0]!r} is not a handle class {HANDLE_CLASSES}")
         for kind, order in self.direction_order:
-            if kind not in HANDLE_CLASSES:
+            if kind.split(SHAPE_SEP)[0] not in HANDLE_CLASSES:
                 raise ValueError(f"ProbeConfig.direction_order: {kind!r} is not a handle class {HANDLE_CLASSES}")
             if sorted(order) != list(range(len(CANONICAL))):
                 raise ValueError(f"ProbeConfig.direction_order[{kind!r}]: {order} must order 0..{len(CANONICAL) - 1}")
@@ -331,7 +333,7 @@ class Prober:
                              handle_class=handle_class(aff.mode, approach, grip_axis))
         reaches = len(self.reach_touches)
         self._handle_class = record.handle_class
-        candidates = candidate_directions(self.config, aff.mode, approach, grip_axis, hint)
+        candidates = candidate_directions(self.config, aff.mode, approach, grip_axis, hint, handle_shape(aff))
         if direction == "close" and hint is not None:
             candidates = candidates[:1]  # back the way it came, nothing else
         for way in avoid:
@@ -837,12 +839,29 @@ def handle_class(mode: str, approach: np.ndarray, grip_axis: np.ndarray | None) 
     return HANDLE_CLASSES[2] if float(np.asarray(approach)[2]) < -0.7 else HANDLE_CLASSES[3]
 
 
+def handle_shape(aff: Affordance) -> str:
+    """What the marker sheet prints of a handle's shape, to the millimetre: its radius, how far
+    it stands out of its marker and how far off the marker's centre it is. A flush cap on its
+    marker (a button) and a pin off a dial's centre (a knob's crank) share a `handle_class` but
+    give different ways."""
+    point = 1000 * np.asarray(aff.point, dtype=float)
+    return (f"r{1000 * aff.radius:.0f} out{point[2]:.0f} off{np.hypot(point[0], point[1]):.0f} mm")
+
+
+def handle_key(kind: str, shape: str) -> str:
+    """A handle class narrowed by its shape (`handle_shape`), as the family memory keys it."""
+    return f"{kind}{SHAPE_SEP}{shape}"
+
+
 def candidate_directions(config: ProbeConfig, mode: str, approach: np.ndarray, grip_axis: np.ndarray | None,
-                         hint: np.ndarray | None = None) -> list[np.ndarray]:
+                         hint: np.ndarray | None = None, shape: str = "") -> list[np.ndarray]:
     """Directions to try a handle in, most likely first: the hint, then `canonical_directions`
-    in the config's learned order for the handle's class, or pull (grasp) or press (push), then across."""
+    in the config's learned order for the handle's class and shape (else its class), or pull
+    (grasp) or press (push), then across."""
     out = canonical_directions(mode, approach, grip_axis)
-    order = dict(config.direction_order).get(handle_class(mode, approach, grip_axis))
+    kind = handle_class(mode, approach, grip_axis)
+    orders = dict(config.direction_order)
+    order = orders.get(handle_key(kind, shape), orders.get(kind))
     if order is not None:
         out = [out[i] for i in order]
     if hint is not None:

@@ -68,7 +68,14 @@ from puzzlebot.agent.model_building import DynamicsPrior, fit_model
 from puzzlebot.agent.mpc import MPCConfig, MPCPace, OpeningMPC, rollout_threads
 from puzzlebot.agent.part_state import hinge_radius, opening
 from puzzlebot.agent.planning import robust_plan
-from puzzlebot.agent.probing import Interaction, Pace, Prober, canonical_directions, handle_class
+from puzzlebot.agent.probing import (
+    Interaction,
+    Pace,
+    Prober,
+    canonical_directions,
+    handle_class,
+    handle_shape,
+)
 from puzzlebot.agent.rehearsal import Rehearsal, RehearsalConfig, Rehearser
 
 if TYPE_CHECKING:  # torch is imported only when a skill policy is given
@@ -263,11 +270,11 @@ def solve(prober: Prober, parts: list[str], goals: list[TaskGoal], config: Solve
 
 def part_view(prober: Prober, part: str) -> PartView:
     """What the sheet and the cameras show of `part` now (before any move: as it stands at rest)."""
-    mode = prober.io.sheet.affordances[part].mode
+    aff = prober.io.sheet.affordances[part]
     point, approach, grip = prober.io.handle_world(part)
-    return PartView(mode, tuple(map(float, point)),
-                    tuple(tuple(map(float, d)) for d in canonical_directions(mode, approach, grip)),
-                    handle_class(mode, approach, grip))
+    return PartView(aff.mode, tuple(map(float, point)),
+                    tuple(tuple(map(float, d)) for d in canonical_directions(aff.mode, approach, grip)),
+                    handle_class(aff.mode, approach, grip), handle_shape(aff))
 
 
 def _goal_target(goal: TaskGoal, margin: float) -> float | None:

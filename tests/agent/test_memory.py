@@ -180,3 +180,32 @@ def test_reaches_slow_down_only_where_the_familys_touches_came():
     assert dict(memory.guard_spans(standoff))[kind] == pytest.approx(standoff)
     with pytest.raises(ValueError, match="guard_spans"):
         ProbeConfig(guard_spans=((kind, 0.2),))
+
+
+def test_a_knobs_way_is_learned_apart_from_the_buttons_pushed_from_the_same_side(tmp_path):
+    """Buttons (flush caps) and knobs (a crank pin off the dial's centre) are both pushed from the
+    side: one order for the class tried the buttons' way on every knob. By the sheet's shape,
+    each is tried its own way first, and a shape never seen keeps the class's order."""
+    from puzzlebot.agent.affordances import Affordance
+    from puzzlebot.agent.probing import handle_shape
+
+    approach = np.array([1.0, 0.0, 0.0])
+    ways = canonical_directions("push", approach, None)
+    kind = handle_class("push", approach, None)
+    button = Affordance("button", 1, np.array([0.0, 0.0, -0.002]), np.array([0.0, 0.0, -1.0]), "push", 0.02)
+    knob = Affordance("knob", 2, np.array([0.0, 0.032, 0.02]), np.array([0.0, 0.0, -1.0]), "push", 0.006)
+    lever = Affordance("lever", 3, np.array([0.0, 0.1, 0.021]), np.array([0.0, 0.0, -1.0]), "push", 0.01)
+    assert len({handle_shape(button), handle_shape(knob), handle_shape(lever)}) == 3
+    memory = FamilyMemory()
+    for aff, way in ((button, 0), (knob, 1), (button, 0), (knob, 1), (button, 0), (button, 0)):
+        views = {aff.part: PartView("push", (0.0, 0.0, 0.0), tuple(tuple(d) for d in ways), kind,
+                                    handle_shape(aff))}
+        memory.learn("p", LockBeliefs([aff.part]), views,
+                     [Interaction(aff.part, "push", OPEN, moved=True, tried=[ways[way]])])
+    config = memory.probe_config()
+    first = {aff.part: candidate_directions(config, "push", approach, None, shape=handle_shape(aff))[0]
+             for aff in (button, knob, lever)}
+    assert np.allclose(first["button"], ways[0]) and np.allclose(first["knob"], ways[1])
+    assert np.allclose(first["lever"], ways[0])  # an unseen shape: the class's order (pressed most)
+    memory.save(tmp_path / "memory.json")
+    assert FamilyMemory.load(tmp_path / "memory.json").direction_order() == memory.direction_order()
