@@ -11,6 +11,7 @@ Only observed poses are used: nothing here reads the puzzle's spec.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -222,7 +223,7 @@ def _bic(residuals: dict[str, np.ndarray], noise: NoiseModel, n: int, kind: str,
 
 
 def infer_articulation(positions: np.ndarray, quaternions: np.ndarray | None, noise: NoiseModel = NoiseModel(),
-                       bootstrap: int = 30, seed: int = 0) -> Articulation:
+                       bootstrap: int = 30, seed: int = 0, kinds: Collection[str] | None = None) -> Articulation:
     """Select and fit the articulation model of one part from its poses in the base frame.
 
     Args:
@@ -232,6 +233,7 @@ def infer_articulation(positions: np.ndarray, quaternions: np.ndarray | None, no
         noise: the tracker's expected noise, which sets how much motion counts as motion.
         bootstrap: resamples used for the parameters' uncertainty.
         seed: of the bootstrap resampling.
+        kinds: the models to choose among (default all three): other evidence may rule one out.
     """
     positions = np.asarray(positions, dtype=float)
     if len(positions) < 3:
@@ -239,9 +241,13 @@ def infer_articulation(positions: np.ndarray, quaternions: np.ndarray | None, no
     rotations = None if quaternions is None else _rotvecs(quaternions)
     fitters, counts, penalty = ((_FITS, _PARAMS, LATENT_PENALTY) if rotations is not None
                                 else (_PATH_FITS, _PATH_PARAMS, _PATH_LATENT_PENALTY))
+    if kinds is not None and (not kinds or set(kinds) - set(fitters)):
+        raise ValueError(f"infer_articulation kinds: {sorted(kinds)}; choose among {sorted(fitters)}")
     n = len(positions)
     scores, fits = {}, {}
     for kind, fit in fitters.items():
+        if kinds is not None and kind not in kinds:
+            continue
         try:
             residuals, params = fit(positions, rotations)
         except np.linalg.LinAlgError:

@@ -80,3 +80,54 @@ def test_a_pressed_buttons_short_stroke_is_a_slide_along_the_press() -> None:
     assert articulation.kind == "prismatic"
     assert np.degrees(np.arccos(abs(articulation.axis @ press))) < 3.0
     assert articulation.observed_range[1] - articulation.observed_range[0] == pytest.approx(0.008, abs=0.003)
+
+
+def _held_pull(part: str, points: np.ndarray) -> Interaction:
+    pull = Interaction(part, "grasp", "open", moved=True, contact="grasp")
+    for k, point in enumerate(points):
+        pull.times.append(10.0 + 0.02 * k)
+        pull.tcp_positions.append(point)
+    return pull
+
+
+def _marker_seen(track: PartTrack, times, angle_of) -> None:
+    rng = np.random.default_rng(3)
+    for t in times:
+        angle = angle_of(t) + rng.normal(0, np.deg2rad(1.0))
+        track.times.append(t)
+        track.positions.append(np.zeros(3))
+        track.quaternions.append(np.array([np.cos(angle / 2), 0.0, 0.0, np.sin(angle / 2)]))
+
+
+def test_a_bowed_pull_whose_marker_did_not_turn_is_a_slide() -> None:
+    """A stiff drawer's 5.4 cm pull bowed 3.4 mm in the fingers: on the path alone an arc (a hinge
+    turning half a radian), but the drawer's marker, seen before and after, did not turn."""
+    rng = np.random.default_rng(2)
+    radius, chord = 0.11, 0.054
+    half = np.arcsin(chord / 2 / radius)
+    angles = np.linspace(-half, half, 130)
+    points = np.stack([np.zeros_like(angles), radius * np.cos(angles) - radius * np.cos(half),
+                       radius * np.sin(angles)], axis=1) + rng.normal(0, 0.0001, (130, 3))
+    pull = _held_pull("drawer", points)
+    blind = part_articulation("drawer", [pull], PartTrack("drawer", 2), np.eye(4))
+    assert blind.kind == "revolute"  # what the path alone says
+    track = PartTrack("drawer", 2)
+    _marker_seen(track, [*np.arange(5.0, 9.0, 0.5), *np.arange(14.0, 17.0, 0.5)], lambda t: 0.0)
+    seen = part_articulation("drawer", [pull], track, np.eye(4))
+    assert seen.kind == "prismatic"
+    assert np.degrees(np.arccos(abs(seen.axis @ np.array([0.0, 0.0, 1.0])))) < 5.0
+    assert np.ptp(seen.coordinates) == pytest.approx(chord, abs=0.004)
+
+
+def test_a_door_whose_marker_turned_with_the_hand_stays_a_hinge() -> None:
+    """The same check leaves a real hinge alone: its marker turns with the arc the hand swept."""
+    radius, turn = 0.25, 0.6
+    angles = np.linspace(0.0, turn, 130)
+    points = np.stack([radius * np.sin(angles), radius * (1 - np.cos(angles)), np.zeros_like(angles)], axis=1)
+    pull = _held_pull("door", points + np.random.default_rng(4).normal(0, 0.0003, (130, 3)))
+    track = PartTrack("door", 2)
+    _marker_seen(track, [*np.arange(5.0, 9.0, 0.5), *np.arange(14.0, 17.0, 0.5)], lambda t: turn if t > 12 else 0.0)
+    articulation = part_articulation("door", [pull], track, np.eye(4))
+    assert articulation.kind == "revolute"
+    assert abs(abs(articulation.axis[2]) - 1.0) < 0.01
+    assert np.ptp(articulation.coordinates) == pytest.approx(turn, abs=0.03)
