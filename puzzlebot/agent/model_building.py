@@ -42,7 +42,8 @@ PRESS_NOISE = NoiseModel(position=0.0008)  # a fingertip pressing a cap straight
 # at 2 mm a button's 8-12 mm stroke scored "fixed" (BIC 102 against 111 for a line)
 ENDSTOP_MARGIN = {"prismatic": 1.0, "revolute": 0.1}  # N or N·m above 3x the typical effort: a stop
 MIN_SAMPLES = 20
-MIN_PATH_TURN = 0.15  # rad: a hand's path turning more than this must be seen on the part's marker
+MIN_PATH_TURN = 0.15  # rad: a hand's path turning more than this must be seen on the part's marker,
+NOT_TURNED = 0.1  # rad: as more than this (the tracker's rotation noise is about 1.5 deg)
 
 
 def _to_base(points: np.ndarray, T_world_base: np.ndarray) -> np.ndarray:
@@ -55,19 +56,20 @@ def _kinesthetic(interaction: Interaction) -> bool:
 
 
 def marker_turn(track: PartTrack, opened: list[Interaction], views: int = 5) -> float | None:
-    """How far (rad, any axis) the part's marker turned from before the first of `opened` began
-    to after the last ended: the median over the last `views` sightings on either side (the hand
-    away). None without sightings on both sides."""
+    """How far (rad, about any axis) the part's marker was seen turned once the first of `opened`
+    began, from where it stood before: the 75th percentile over every later sighting (one
+    misread pose does not make a turn, and a lid that fell shut again was seen open on the
+    way), each against the last `views` sightings before. None without `views` on both sides."""
     times = np.asarray(track.times)
     if len(times) == 0:
         return None
-    start, end = min(i.times[0] for i in opened), max(i.times[-1] for i in opened)
-    before, after = np.flatnonzero(times < start)[-views:], np.flatnonzero(times > end)[-views:]
-    if not len(before) or not len(after):
+    start = min(i.times[0] for i in opened)
+    before, after = np.flatnonzero(times < start)[-views:], np.flatnonzero(times >= start)
+    if len(before) < views or len(after) < views:
         return None
     quats = np.asarray(track.quaternions)
-    dots = np.abs(quats[before] @ quats[after].T)
-    return float(np.median(2.0 * np.arccos(np.clip(dots, 0.0, 1.0))))
+    turns = np.median(2.0 * np.arccos(np.clip(np.abs(quats[before] @ quats[after].T), 0.0, 1.0)), axis=0)
+    return float(np.percentile(turns, 75))
 
 
 def part_articulation(part: str, interactions: list[Interaction], track: PartTrack,
@@ -92,7 +94,7 @@ def part_articulation(part: str, interactions: list[Interaction], track: PartTra
         if articulation.kind == "revolute":
             path_turn = float(np.ptp(articulation.coordinates))
             seen = marker_turn(track, opened)
-            if path_turn > MIN_PATH_TURN and seen is not None and seen < path_turn / 3:
+            if path_turn > MIN_PATH_TURN and seen is not None and seen < min(NOT_TURNED, path_turn / 4):
                 # The hand's path bowed (grasp play on a stiff pull) but the part did not turn.
                 return infer_articulation(points, None, noise, kinds=("fixed", "prismatic"))
         return articulation

@@ -131,3 +131,15 @@ def test_a_door_whose_marker_turned_with_the_hand_stays_a_hinge() -> None:
     assert articulation.kind == "revolute"
     assert abs(abs(articulation.axis[2]) - 1.0) < 0.01
     assert np.ptp(articulation.coordinates) == pytest.approx(turn, abs=0.03)
+
+
+def test_a_lid_that_fell_shut_again_stays_a_hinge() -> None:
+    """A lid seen open while it was lifted and shut once let go: the turn seen on the way counts."""
+    radius, turn = 0.1, 0.9
+    angles = np.linspace(0.0, turn, 130)
+    points = np.stack([radius * np.sin(angles), np.zeros_like(angles), radius * (1 - np.cos(angles))], axis=1)
+    lift = _held_pull("lid", points + np.random.default_rng(5).normal(0, 0.0003, (130, 3)))
+    track = PartTrack("lid", 2)
+    _marker_seen(track, [*np.arange(5.0, 9.0, 0.5), *np.arange(10.0, 12.6, 0.2), *np.arange(14.0, 17.0, 0.5)],
+                 lambda t: (t - 10.0) / 2.6 * turn if 10.0 <= t < 12.6 else 0.0)
+    assert part_articulation("lid", [lift], track, np.eye(4)).kind == "revolute"
