@@ -31,6 +31,8 @@ class NoiseModel:
 
     position: float = 0.003  # m
     rotation: float = np.deg2rad(1.5)  # rad
+    rotation_outlier: float = np.deg2rad(10.0)  # rad: a pose tilted further off a model is a misread
+    # (a marker's other PnP tilt, 30 deg off for seconds after a push) and costs no more than this
 
 
 @dataclass
@@ -72,7 +74,7 @@ def _opening_sense(thetas: np.ndarray) -> float:
 
 def _fit_fixed(positions: np.ndarray, rotations: Rotation):
     mean_pos = positions.mean(axis=0)
-    mean_rot = rotations.mean()
+    mean_rot = _reference_pose(positions, rotations)[1]  # not the mean: misread tilts would pull it
     return {"pos": positions - mean_pos, "rot": (mean_rot.inv() * rotations).magnitude()}, {}
 
 
@@ -84,7 +86,7 @@ def _fit_prismatic(positions: np.ndarray, rotations: Rotation):
     axis = axis if coords[-1] >= coords[0] else -axis  # positive along the motion seen
     coords = (positions - center) @ axis
     on_line = center + np.outer(coords, axis)
-    mean_rot = rotations.mean()
+    mean_rot = _reference_pose(positions, rotations)[1]
     return ({"pos": positions - on_line, "rot": (mean_rot.inv() * rotations).magnitude()},
             {"axis": axis, "coords": coords - coords[0]})
 
@@ -216,8 +218,12 @@ def _bic(residuals: dict[str, np.ndarray], noise: NoiseModel, n: int, kind: str,
     parameters, and LATENT_PENALTY for each observation's joint coordinate, which a moving
     model spends on every pose. A coordinate fitted to pure noise absorbs one of the three
     position dimensions (chi2 drops by ~1/3 per pose), so a penalty of 1 per pose keeps a
-    still part fixed while any motion well above the noise is still found."""
-    chi2 = np.sum(residuals["pos"] ** 2) / noise.position**2 + np.sum(residuals["rot"] ** 2) / noise.rotation**2
+    still part fixed while any motion well above the noise is still found. A rotation residual
+    counts up to `noise.rotation_outlier` only: a side-pushed bolt's marker read 31 deg tilted in
+    87 of 435 poses, and at full cost those made the bolt a hinge (BIC 19,020 against 31,468 for
+    a slide that fitted every position within the noise)."""
+    rot = np.minimum(residuals["rot"], noise.rotation_outlier)
+    chi2 = np.sum(residuals["pos"] ** 2) / noise.position**2 + np.sum(rot**2) / noise.rotation**2
     latent = 0 if kind == "fixed" else n
     return float(chi2 + params[kind] * np.log(max(n, 2)) + latent_penalty * latent)
 
