@@ -42,8 +42,8 @@ PRESS_NOISE = NoiseModel(position=0.0008)  # a fingertip pressing a cap straight
 # at 2 mm a button's 8-12 mm stroke scored "fixed" (BIC 102 against 111 for a line)
 ENDSTOP_MARGIN = {"prismatic": 1.0, "revolute": 0.1}  # N or N·m above 3x the typical effort: a stop
 MIN_SAMPLES = 20
-MIN_PATH_TURN = 0.15  # rad: a hand's path turning more than this must be seen on the part's marker,
-NOT_TURNED = 0.1  # rad: as more than this (the tracker's rotation noise is about 1.5 deg)
+MIN_PATH_TURN = 0.15  # rad: a hand's path turning more than this must be seen on the part's marker
+NOT_TURNED = 0.1  # rad: a marker turned less than this did not turn (its rotation noise is about 1.5 deg)
 
 
 def _to_base(points: np.ndarray, T_world_base: np.ndarray) -> np.ndarray:
