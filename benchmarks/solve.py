@@ -26,6 +26,7 @@ lockbox, under a minute).
     python benchmarks/solve.py                 # depths 1-5, 2 seeds each
     python benchmarks/solve.py --jobs 2        # two episodes at a time (compute times then share the CPU)
     python benchmarks/solve.py --jobs 2 --seeds-at 5:6   # 6 lockboxes at depth 5 (the committed run)
+    python benchmarks/solve.py --jobs 2 --agents puzzlebot --depths 5 --seeds 6   # -> solve_puzzlebot_d5.*
     python benchmarks/solve.py --quick
 """
 
@@ -107,9 +108,9 @@ def rehearsal_throughput(folder: str | Path, goal: str) -> dict[str, float] | No
     return out
 
 
-def summarize(rows: list[dict[str, Any]], depths: list[int]) -> dict[str, Any]:
+def summarize(rows: list[dict[str, Any]], depths: list[int], agents: tuple[str, ...] = AGENTS) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for agent in AGENTS:
+    for agent in agents:
         mine = [r for r in rows if r["agent"] == agent]
         by_depth = {str(d): float(np.mean([r["solved"] for r in mine if r["depth"] == d]))
                     for d in depths if any(r["depth"] == d for r in mine)}
@@ -122,6 +123,8 @@ def summarize(rows: list[dict[str, Any]], depths: list[int]) -> dict[str, Any]:
             "median_compute_s": float(np.median([r["compute_s"] for r in finite])) if finite else float("nan"),
             "failed_sessions": len(mine) - len(finite),
         }
+    if "puzzlebot" not in agents:
+        return out
     out["puzzlebot"]["false_beliefs"] = sum(1 for r in rows if r["agent"] == "puzzlebot" and "error" not in r
                                             and r["believed_solved"] != r["solved"])
     measured = [r["rollout_throughput"] for r in rows if r.get("rollout_throughput")]
@@ -144,9 +147,11 @@ def markdown(summary: dict[str, Any], rows: list[dict[str, Any]], meta: dict[str
     lines = ["# Solving generated lockboxes", "",
              f"{meta['puzzles']} held-out generated lockboxes (depths {meta['depths']}, {meta['seeds']} seed(s) each"
              + "".join(f", {n} at depth {d}" for d, n in meta.get("seeds_at", {}).items()) + "); "
-             "puzzlebot, random, nominal and ppo on the lockstep reality emulator (hidden gap, floating gripper, "
-             f"closeup and top cameras 480x640), the oracle in simulation; budget {meta['max_attempts']} probes and "
-             f"{meta['max_robot_s']:.0f} s of robot time; {meta['machine']}; {run_note(meta)}.", "",
+             f"{', '.join(a for a in meta['agents'] if a != 'oracle')} on the lockstep reality emulator (hidden gap, "
+             "floating gripper, closeup and top cameras 480x640)"
+             + (", the oracle in simulation" if "oracle" in meta["agents"] else "")
+             + f"; budget {meta['max_attempts']} probes and {meta['max_robot_s']:.0f} s of robot time; "
+             f"{meta['machine']}; {run_note(meta)}.", "",
              "Targets: >= 95 % solved at depth 5, median <= 5 min robot time and <= 10 attempts, <= 2 min compute.", "",
              "| agent | solved by depth | median robot s | median attempts | median compute s | note |",
              "|---|---|---|---|---|---|"]
@@ -165,13 +170,14 @@ def markdown(summary: dict[str, Any], rows: list[dict[str, Any]], meta: dict[str
 
 
 def plot(summary: dict[str, Any], path: Path) -> None:
+    """Solve rate by depth, one line per agent in `summary`."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    for agent in AGENTS:
+    for agent in summary:
         rates = summary[agent]["solve_rate_by_depth"]
         ax.plot([int(d) for d in rates], list(rates.values()), marker="o", label=agent)
     ax.set_xlabel("depth")
@@ -181,6 +187,26 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def parse_agents(text: str) -> tuple[str, ...]:
+    """'puzzlebot,nominal' -> ('puzzlebot', 'nominal'), in the order given; unknown names raise."""
+    agents = tuple(a.strip() for a in text.split(",") if a.strip())
+    unknown = [a for a in agents if a not in AGENTS]
+    if unknown or not agents or len(set(agents)) != len(agents):
+        raise SystemExit(f"--agents {text!r}: expected distinct names from {', '.join(AGENTS)}"
+                         + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
+    return agents
+
+
+def results_name(agents: tuple[str, ...], depths: list[int], quick: bool) -> str:
+    """`solve` for the full comparison (every agent, depths 1-5): what the README and the checks
+    read. Any other run writes beside it, named by what it covers, so it never replaces it."""
+    if quick:
+        return "solve_quick"
+    if set(agents) == set(AGENTS) and depths == [1, 2, 3, 4, 5]:
+        return "solve"
+    return "solve_" + "_".join(agents) + "_d" + "".join(str(d) for d in depths)
 
 
 def _run_one(task, budget: SolveConfig, runs: Path) -> dict[str, Any]:
@@ -200,16 +226,20 @@ def main() -> None:
                         help="more seeds at one depth, e.g. 5:6 (repeatable)")
     parser.add_argument("--max-attempts", type=int, default=30)
     parser.add_argument("--max-robot-s", type=float, default=900.0)
+    parser.add_argument("--agents", default=",".join(AGENTS),
+                        help=f"comma-separated subset of {','.join(AGENTS)}; a subset (or other depths) writes "
+                             "solve_<agents>_d<depths>.* beside the full run's results")
     parser.add_argument("--quick", action="store_true", help="one depth-1 lockbox (under a minute)")
     parser.add_argument("--runs", type=Path, default=Path("outputs/benchmarks/solve"))
     parser.add_argument("--jobs", type=int, default=1, help="episodes run at once, each in its own process")
     args = parser.parse_args()
+    agents = parse_agents(args.agents)
     depths, seeds = ([1], 1) if args.quick else (parse_depths(args.depths), args.seeds)
     budget = SolveConfig(max_attempts=args.max_attempts, max_robot_s=args.max_robot_s)
     seeds_at = {} if args.quick else parse_seeds_at(args.seeds_at)
     puzzles = held_out_puzzles(depths, seeds, seeds_at)
     t0 = time.monotonic()
-    tasks = [(i, depth, spec, agent) for i, (depth, spec) in enumerate(puzzles) for agent in AGENTS]
+    tasks = [(i, depth, spec, agent) for i, (depth, spec) in enumerate(puzzles) for agent in agents]
     checkpoint = episode_checkpoint(args)
     rows = run_episodes(tasks, partial(_run_one, budget=budget, runs=args.runs), args.jobs,
                         label=lambda task: f"{task[2].name}: {task[3]}",
@@ -218,15 +248,16 @@ def main() -> None:
     for row in rows:  # one process, nothing else running: the throughput is not shared with an episode
         if row.get("fitted_model"):
             row["rollout_throughput"] = rehearsal_throughput(args.runs / row["fitted_model"], goal_of[row["puzzle"]])
-    summary = summarize(rows, depths)
-    meta = {"puzzles": len(puzzles), "depths": f"{depths[0]}-{depths[-1]}", "seeds": seeds, "seeds_at": seeds_at,
+    summary = summarize(rows, depths, agents)
+    meta = {"puzzles": len(puzzles), "agents": list(agents), "depths": f"{depths[0]}-{depths[-1]}", "seeds": seeds,
+            "seeds_at": seeds_at,
             "quick": args.quick,
             "jobs": args.jobs,
             "max_attempts": args.max_attempts, "max_robot_s": args.max_robot_s,
             "machine": machine(),
             "wall_s": time.monotonic() - t0, "resumed_episodes": checkpoint.resumed,
             "code": checkpoint.fingerprint["code"]}
-    name = "solve_quick" if args.quick else "solve"
+    name = results_name(agents, depths, args.quick)
     write_results(RESULTS, name, summary, meta, rows, markdown(summary, rows, meta),
                   lambda path: plot(summary, path))
 
