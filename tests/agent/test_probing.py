@@ -264,3 +264,30 @@ def test_a_reach_slow_only_over_its_learned_span_is_faster_and_feels_the_same() 
     assert fast_s < 0.6 * slow_s
     world = emulator.episode_gap()["final"]["part_positions"]["bolt"]  # the world's own bolt: checks only
     assert abs(world) < 0.01
+
+
+@pytest.mark.slow
+def test_a_blocked_buttons_test_press_gives_only_its_locks_play(monkeypatch) -> None:
+    """A blocked button gives its lock's 2 mm of play, then stops; pressing on, the hand sinks into
+    the cap under a climbing force. That sinking is not give: counted, it read blocked buttons
+    2.97-3.10 mm in, at or over the 3 mm that calls a button free."""
+    from puzzlebot.sim.generator import GeneratorConfig, generate
+
+    spec = generate(GeneratorConfig(depth=3, seed=3))  # the button is held by a knob; the lid by the button
+    assert [lock.blocker for lock in spec.part("button").blocked_by] == ["knob"]
+    pushes = []
+    servo_push = Prober._servo_push
+
+    def recorded(self, *args, **kwargs):
+        pushes.append(servo_push(self, *args, **kwargs))
+        return pushes[-1]
+
+    monkeypatch.setattr(Prober, "_servo_push", recorded)
+    with _connected(spec, ("closeup", "top"), seed=6) as (io, prober):
+        emulator = io.driver.backend
+        _, approach, _ = io.handle_world("button")
+        blocked = prober.probe("button", "test", hint=-approach)  # the press first, then the other ways
+    assert not blocked.moved
+    pressed_to = emulator.episode_gap()["final"]["part_positions"]["button"]  # ground truth, for the check only
+    assert 0.001 < pressed_to < prober.config.test_press  # it went in by its lock's play and stopped
+    assert pushes[0].gave == pytest.approx(pressed_to, abs=0.0005)  # the cap's give, not the hand sinking in
