@@ -288,10 +288,17 @@ def explore(prober: Prober, parts: list[str], config: ExplorerConfig = ExplorerC
 
 def prior_beliefs(prober: Prober, parts: list[str], config: ExplorerConfig,
                   edge_odds: dict[tuple[str, str], float] | None = None) -> LockBeliefs:
-    """The lock beliefs before any probe: prior odds by handle kind (or per pair, `edge_odds`:
-    a family's lock pattern, `agent.memory`), and the moves the config rules out."""
+    """The lock beliefs before any probe of the parts the prober's marker sheet names (`lock_prior`)."""
+    return lock_prior({part: prober.io.sheet.affordances[part].mode for part in parts}, config, edge_odds)
+
+
+def lock_prior(modes: dict[str, str], config: ExplorerConfig,
+               edge_odds: dict[tuple[str, str], float] | None = None) -> LockBeliefs:
+    """The lock beliefs before any probe, for parts with these handle modes ("grasp", "push"):
+    prior odds by handle kind (or per pair, `edge_odds`: a family's lock pattern, `agent.memory`),
+    and the moves the config rules out."""
     odds = dict(config.locked_prior)
-    modes = {part: prober.io.sheet.affordances[part].mode for part in parts}
+    parts = list(modes)
     beliefs = LockBeliefs(parts, slip=config.slip, size_prior={p: odds.get(modes[p], 0.3) for p in parts},
                           edge_odds=edge_odds)
     if not config.allow_close:
