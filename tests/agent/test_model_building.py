@@ -143,3 +143,22 @@ def test_a_lid_that_fell_shut_again_stays_a_hinge() -> None:
     _marker_seen(track, [*np.arange(5.0, 9.0, 0.5), *np.arange(10.0, 12.6, 0.2), *np.arange(14.0, 17.0, 0.5)],
                  lambda t: (t - 10.0) / 2.6 * turn if 10.0 <= t < 12.6 else 0.0)
     assert part_articulation("lid", [lift], track, np.eye(4)).kind == "revolute"
+
+
+def test_a_knob_seen_turned_without_a_felt_push_is_fitted_from_its_marker() -> None:
+    """The hand pushed a knob's crank every way and felt none give, but the cameras saw it turned
+    once the hand was away: the open keeps no hand record, and the marker's track is the joint's."""
+    rng = np.random.default_rng(7)
+    turn, radius = 0.8, 0.03
+    track = PartTrack("knob", 3)
+    for t in np.arange(0.0, 20.0, 0.25):
+        angle = turn * min(max((t - 8.0) / 4.0, 0.0), 1.0) + rng.normal(0, np.deg2rad(1.0))
+        crank = np.array([0.0, radius * np.cos(angle), radius * np.sin(angle)]) + rng.normal(0, 0.0005, 3)
+        track.times.append(t)
+        track.positions.append(crank)  # a marker off the axis, turning with the dial about x
+        track.quaternions.append(np.array([np.cos(angle / 2), np.sin(angle / 2), 0.0, 0.0]))
+    seen_open = Interaction("knob", "push", "open", moved=True, contact="side")  # judged by the cameras: no samples
+    articulation = part_articulation("knob", [seen_open], track, np.eye(4))
+    assert articulation.kind == "revolute"
+    assert np.degrees(np.arccos(abs(articulation.axis[0]))) < 3.0
+    assert np.ptp(articulation.coordinates) == pytest.approx(turn, abs=0.08)
