@@ -765,7 +765,7 @@ class Prober:
         _clear(record)  # keep only the motion of the direction that works
         across_face = np.eye(3) - np.outer(approach, approach)  # keep the push's depth
         side = abs(d @ approach) < 0.7  # a press goes straight in
-        press, press_forces = not side, []
+        press_forces: list[float] = []  # a press's push force at each tick in contact (side pushes: none)
         for _ in range(int(np.ceil(cfg.max_travel / (cfg.tug_speed * self.period))) + 100):
             state = io.state
             force = np.zeros(3) if state.wrench is None else np.asarray(state.wrench[:3], dtype=float)
@@ -787,8 +787,10 @@ class Prober:
                 record.engaged = True
                 # a press gives only under a light push, read unfiltered: the filter's lag let the
                 # hand's sinking into a stopped cap count as give (see `press_give_force`)
-                press_forces.append(float(-(wrench[:3] @ tangent)))
-                light = not press or press_forces[-1] < max(cfg.press_give_force, 2.0 * float(np.median(press_forces)))
+                light = True
+                if not side:
+                    press_forces.append(float(-(wrench[:3] @ tangent)))
+                    light = press_forces[-1] < max(cfg.press_give_force, 2.0 * float(np.median(press_forces)))
                 if pushing < cfg.tug_force and light:
                     gave += advance
                     if give_limit is not None and gave >= give_limit:
