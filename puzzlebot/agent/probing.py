@@ -83,6 +83,8 @@ class ProbeConfig:
     press_drift: float = 0.004  # m across the push a pressing hand may move and still call it a press
     press_seen: float = 0.3  # of the hand's give, the cameras must see the handle go in (parked): a finger
     # that slipped off a knob's pin gave 10 mm beside it; latched buttons were seen 9-14 mm in for 12
+    test_seen: float = 0.004  # m the cameras must see a handle moved (parked) after a side test's give:
+    # half the test's push, over a blocked part's play (a blocked button's cap sat 1 mm off)
     test_press: float = 0.003  # m a press gives before a test calls it free (a button blocks for >= 3.6 mm)
     press_give_force: float = 4.0  # N: a press's give counts only while the cap pushes back less than this,
     # or than twice its median push so far (a stiff button). A free button goes in under its friction
@@ -309,8 +311,10 @@ class Prober:
         A test ("test") finds out whether the part gives without moving it far: a grasped part
         is tugged `tug_distance` and brought back, a pushed one is pushed until it has given
         `test_push` (`test_press` for a press) under `tug_force`, and left there. That stays
-        inside the first part of a blocker's travel, over which it still blocks. Its verdict is
-        the hand's (the cameras do not resolve a few millimetres along their line of sight).
+        inside the first part of a blocker's travel, over which it still blocks. A press's or a
+        tug's verdict is the hand's (the cameras do not resolve a few millimetres along their
+        line of sight, and a tugged part is brought back); a side push's give must also be seen
+        (`test_seen`) once the hand is away, as a fingertip can slide round a blocked cap.
 
         Args:
             part: a part on the marker sheet.
@@ -364,6 +368,8 @@ class Prober:
             if not test and record.contact != "press":
                 record.travel = seen
                 record.moved = seen >= self.config.opened_threshold or _paced_to_target(pace, record)
+            elif test and record.contact == "side" and record.moved:  # a fingertip that slid round
+                record.moved = seen >= self.config.test_seen  # a blocked cap felt give, too
             record.attempted = record.attempted or seen >= self.config.moved_threshold  # slid without a felt push
         return record
 
@@ -638,11 +644,13 @@ class Prober:
             self.move_to(self.cmd_pos - approach * cfg.standoff, self.cmd_quat, cfg.free_speed)
             if paced:
                 break  # it gave and came to rest where it should (the cameras judge it in `probe`)
-            if record.moved and not test and not press:
+            if record.moved and not press:
                 seen = self._seen_travel(part, handle_before, approach)
                 # the hand's own advance while pushing can be a finger riding over the handle or
-                # the puzzle's give: where the cameras see the handle after the push, they decide
-                record.moved = seen is None or seen >= cfg.opened_threshold
+                # the puzzle's give (a test's fingertip slid 8 mm round a blocked button's cap):
+                # where the cameras see the handle after the push, they decide
+                log.debug("%s: the cameras see the handle moved %s m", part, seen)
+                record.moved = seen is None or seen >= (cfg.test_seen if test else cfg.opened_threshold)
             elif record.moved and not test:
                 record.moved = self._press_seen(part, record, handle_before, approach, pushed.gave)
             if record.moved:

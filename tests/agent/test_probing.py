@@ -291,3 +291,35 @@ def test_a_blocked_buttons_test_press_gives_only_its_locks_play(monkeypatch) -> 
     pressed_to = emulator.episode_gap()["final"]["part_positions"]["button"]  # ground truth, for the check only
     assert 0.001 < pressed_to < prober.config.test_press  # it went in by its lock's play and stopped
     assert pushes[0].gave == pytest.approx(pressed_to, abs=0.0005)  # the cap's give, not the hand sinking in
+
+
+@pytest.mark.slow
+def test_a_side_test_whose_fingertip_slid_round_a_blocked_cap_is_judged_by_the_cameras(monkeypatch) -> None:
+    """A side test's give is the hand's word, and a fingertip can slide round a blocked button's cap
+    and read 8 mm of give (gen_d5_s9500: the test called the button free, the world had it 1 mm in).
+    Once the hand is parked the cameras decide: a handle that sits where it was did not give; a
+    free knob tested the same way is still seen to."""
+    from puzzlebot.sim.generator import GeneratorConfig, generate
+
+    spec = generate(GeneratorConfig(depth=3, seed=3))  # the button is held by the knob, which is free
+    servo_push = Prober._servo_push
+    slid = []
+
+    def sliding_round_the_cap(self, part, aff, d, record, **kwargs):
+        pushed = servo_push(self, part, aff, d, record, **kwargs)
+        if part == "button" and abs(d @ approach) < 0.7:  # a side push, not the press
+            slid.append(pushed.gave)
+            pushed = replace(pushed, gave=max(pushed.gave, 0.008))  # the slide felt as give in gen_d5_s9500
+        return pushed
+
+    monkeypatch.setattr(Prober, "_servo_push", sliding_round_the_cap)
+    with _connected(spec, ("closeup", "top"), seed=6) as (io, prober):
+        emulator = io.driver.backend
+        _, approach, _ = io.handle_world("button")
+        side = np.cross(approach, [0.0, 0.0, 1.0])
+        blocked = prober.probe("button", "test", hint=side / np.linalg.norm(side))
+        knob = prober.probe("knob", "test")
+    assert slid  # the side pushes were tried, each reading a slide's give
+    assert not blocked.moved
+    assert abs(emulator.episode_gap()["final"]["part_positions"]["button"]) < 0.003  # ground truth: checks only
+    assert knob.moved and knob.contact == "side"
