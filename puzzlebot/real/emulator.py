@@ -169,7 +169,8 @@ class EmulatorConfig:
     """Silence after which the link counts as lost (DISCONNECTED), s (chosen here: 25 states at
     100 Hz, longer than the child's longest render stall). In lockstep silence is normal while the
     agent thinks: the link is lost only when the child dies or a command's period does not complete
-    within max(link_timeout, 5 s) of wall time (`emulator_process.LOCKSTEP_TIMEOUT`)."""
+    within max(link_timeout, 5 s) of wall time (`emulator_process.LOCKSTEP_TIMEOUT`), or 60 s
+    while the child is still runnable or using CPU (`LOCKSTEP_BUSY_LIMIT`: a loaded machine)."""
 
     def __post_init__(self) -> None:
         if self.robot not in ("jaco", "gripper"):

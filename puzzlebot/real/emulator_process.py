@@ -67,6 +67,23 @@ and four model-building sessions were lost to a timeout while the child was step
 with two benchmarks and the test suite sharing two cores, three sessions were lost to a child
 that went 2 s without a single step: a lockstep world has no deadline, and a hung child is still
 caught, 3 s later."""
+LOCKSTEP_BUSY_LIMIT = 60.0
+"""Most wall-clock wait, s, for a granted period while the child, silent, is still runnable or
+using CPU (starved by a loaded machine, or in a long render): with three heavy jobs on two cores a
+child went over 5 s without a step and live sessions were lost. A child that sleeps, or is stopped,
+with a period in flight is lost after `LOCKSTEP_TIMEOUT`; one that spins this long is lost too."""
+
+
+def child_cpu(pid: int) -> tuple[str, int] | None:
+    """A process's scheduler state letter and the CPU ticks its threads have used, from Linux's
+    /proc (None where there is none, or the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()  # the name, in parentheses, may hold spaces
+    return fields[0], int(fields[11]) + int(fields[12])  # state; utime + stime
 
 
 def state_slot_size(dof: int) -> int:
@@ -138,6 +155,8 @@ class EmulatorLink:
         self._in_flight: deque[float] = deque()
         self._progress = time.monotonic()
         self._beat = 0  # the child's heartbeat when last read
+        self._ticks: int | None = None  # the child's CPU ticks when last read, and when they last grew
+        self._cpu_at = time.monotonic()
         self.lockstep_timeout = max(config.link_timeout, LOCKSTEP_TIMEOUT)
         """Lockstep: wall-clock wait for a granted period after which the link counts as lost, s."""
 
@@ -224,11 +243,25 @@ class EmulatorLink:
         elif self.config.lockstep:
             # Since the oldest grant in flight was sent, or the child last ended a period if later.
             stall = time.monotonic() - max(self._progress, self._in_flight[0]) if self._in_flight else 0.0
-            if stall > self.lockstep_timeout:
-                self.lose(f"no state for {stall:.3f} s after a command (lockstep timeout {self.lockstep_timeout} s)")
+            busy = self._child_busy() if stall > 0.5 else False
+            if stall > self.lockstep_timeout and not (busy and stall < LOCKSTEP_BUSY_LIMIT):
+                self.lose(f"no state for {stall:.3f} s after a command (lockstep timeout {self.lockstep_timeout} s"
+                          + (f", {LOCKSTEP_BUSY_LIMIT} s while the child is busy)" if busy else ")"))
         elif (silence := time.monotonic() - self._last_rx) > self.config.link_timeout:
             self.lose(f"no state for {silence:.3f} s (link_timeout {self.config.link_timeout} s)")
         return self.up
+
+    def _child_busy(self) -> bool:
+        """Whether the silent child is waiting for a CPU or used one within `lockstep_timeout`:
+        starved or working, not hung (False where the OS does not say)."""
+        cpu = child_cpu(self.process.pid)
+        if cpu is None:
+            return False
+        state, ticks = cpu
+        if self._ticks is None or ticks > self._ticks:  # (a first reading: it may have just worked)
+            self._cpu_at = time.monotonic()
+        self._ticks = ticks
+        return state == "R" or time.monotonic() - self._cpu_at < self.lockstep_timeout
 
     def now(self) -> float | None:
         """The emulator's clock: the newest state's timestamp (taking new ones in if the child lives)."""
