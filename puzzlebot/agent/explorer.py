@@ -157,12 +157,21 @@ class ArmMoves:
         return self.pacer(part, opening(self.prober, self.interactions, part), target)
 
     def reopen(self, part: str) -> bool | None:
-        """Open a part believed open another way than the one that moved it (a press that
-        gave under the hand can be a knob's pin tipping a few degrees, not its turn), and not
-        back along its fitted joint (a knob turned 1.8 rad was pushed "another way" shut)."""
+        """Open a part believed open further, or another way, never back along its fitted joint
+        (a knob turned 1.8 rad was pushed "another way" shut).
+
+        A part the cameras saw open (a side push or a pull) is pushed on along its joint first:
+        a knob whose finger slid off its crank had stopped 0.65 rad round, inside the range over
+        which it still held a button. One that opened by a press is tried another way than the
+        press: a press that gave under the hand can be a knob's pin tipping, not its turn."""
+        on, back = self._on_not_back(part)
         gave = self.gave_along.get(part)
-        avoid = self._on_not_back(part)[1] + ((gave,) if gave is not None else ())
-        interaction = self.prober.probe(part, OPEN, avoid=avoid)
+        opened = [i for i in self.interactions if i.part == part and i.direction == OPEN and i.moved]
+        if on is not None and opened and opened[-1].contact != "press":
+            hint, avoid = on, back
+        else:
+            hint, avoid = None, back + ((gave,) if gave is not None else ())
+        interaction = self.prober.probe(part, OPEN, hint=hint, avoid=avoid)
         if not interaction.attempted:
             return None
         self.interactions.append(interaction)

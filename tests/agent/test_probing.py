@@ -174,9 +174,10 @@ def test_a_press_that_went_in_sideways_is_not_a_press() -> None:
 
 @pytest.mark.slow
 def test_a_knob_pushed_open_another_way_is_not_pushed_back_shut() -> None:
-    """`ArmMoves.reopen` tries a part believed open another way than the one it gave to; a knob
-    turned 0.64 rad and pushed "another way" across its crank was turned back shut, which
-    re-locked what it had freed. The way back along the fitted joint is never tried."""
+    """`ArmMoves.reopen` pushes a part the cameras saw open on along its fitted joint first (a
+    knob whose finger slid off its crank stopped inside the range over which it still held a
+    button); a knob turned 0.64 rad and pushed "another way" across its crank was turned back
+    shut, which re-locked what it had freed. The way back along the fitted joint is never tried."""
     from puzzlebot.agent.explorer import ArmMoves
     from puzzlebot.agent.locks import OPEN
 
@@ -187,6 +188,7 @@ def test_a_knob_pushed_open_another_way_is_not_pushed_back_shut() -> None:
         assert arm("dial", OPEN, frozenset())
         first = prober.io.tracker.tracks["dial"]
         assert len(first.times) > 0
+        on = arm._on_not_back("dial")[0]  # on along the joint from where it stands
         arm.reopen("dial")
         back = arm._on_not_back("dial")[1]
     assert back, "a turned knob has a fitted joint to go back along"
@@ -194,6 +196,10 @@ def test_a_knob_pushed_open_another_way_is_not_pushed_back_shut() -> None:
     assert all(np.degrees(np.arccos(np.clip(d @ back[0], -1, 1))) > 60.0 for d in reopened.tried)
     final = emulator.episode_gap()["final"]  # where the world's own dial ended: for the check only
     assert final["part_positions"]["dial"] > 0.5
+    # seen turned by a side push, it is pushed on along its joint first, and that turns it on
+    # (a knob left inside its locked range by a finger that slid off its crank is freed so)
+    assert reopened.moved and len(reopened.tried) == 1
+    assert np.degrees(np.arccos(np.clip(reopened.tried[0] @ on / np.linalg.norm(on), -1, 1))) < 1.0
 
 
 @pytest.mark.slow
