@@ -160,7 +160,7 @@ def solve(prober: Prober, parts: list[str], goals: list[TaskGoal], config: Solve
     unattempted: dict[tuple[str, str], int] = {}
     retries = {g.part: 0 for g in goals}
     opened_at: dict[str, int] = {}  # part -> how many attempts were made before it opened
-    doubted: set[str] = set()  # parts believed open that were tried again another way
+    doubted: set[tuple[str, frozenset[str]]] = set()  # parts believed open tried again, and in what state
     reopens = 0  # moves that are not lock evidence: re-opens that did not move, restores of knocked parts
     restores_logged: list[str] = []
     decide = 0.0
@@ -210,7 +210,7 @@ def solve(prober: Prober, parts: list[str], goals: list[TaskGoal], config: Solve
                 continue
             doubt = None if random_moves else _doubted(goal.part, beliefs, displaced, seen_in_state, doubted)
             if doubt is not None:  # every open failed here: is a part believed open really open?
-                doubted.add(doubt)
+                doubted.add((doubt, displaced))
                 decide += time.perf_counter() - tic
                 moved = arm.reopen(doubt)
                 steps.append({"part": doubt, "direction": OPEN, "moved": moved,
@@ -433,19 +433,23 @@ def _next_move(target: str, beliefs: LockBeliefs, displaced: frozenset[str],
 
 
 def _doubted(target: str, beliefs: LockBeliefs, displaced: frozenset[str],
-             seen_in_state: dict[tuple[str, str, frozenset[str]], list[bool]], doubted: set[str]) -> str | None:
+             seen_in_state: dict[tuple[str, str, frozenset[str]], list[bool]],
+             doubted: set[tuple[str, frozenset[str]]]) -> str | None:
     """A part believed open to try again another way, once every open left in this state
     (the target's included) has failed here: the likeliest blocker of the target among the
-    open parts not yet doubted. An open is the arm's judgement (a press whose finger slid off
-    a knob's pin gave 10 mm beside it), and a part wrongly believed open is never tried again
-    otherwise: the loop cycles through the parts it keeps locked until the budget is spent."""
+    open parts not yet doubted in this state. An open is the arm's judgement (a press whose
+    finger slid off a knob's pin gave 10 mm beside it), and a part wrongly believed open is
+    never tried again otherwise: the loop cycles through the parts it keeps locked until the
+    budget is spent. Once per state, not once: a knob whose "open" was its lock's play did not
+    turn when doubted before its blocker opened, and, never doubted again, left the goal
+    tried ten times with every part believed open (gen_d5_s9502)."""
     opens = [p.part for p in probes_allowed(beliefs, displaced) if p.direction == OPEN]
     if target in displaced or target not in opens:
         return None
     if any(not seen_in_state.get((part, OPEN, displaced)) or any(seen_in_state[(part, OPEN, displaced)])
            for part in opens):
         return None  # something here is untried, or has moved here
-    candidates = sorted(displaced - doubted)
+    candidates = sorted(part for part in displaced if (part, displaced) not in doubted)
     if not candidates:
         return None
     weight = relevance(beliefs, target)

@@ -120,7 +120,15 @@ def test_a_part_believed_open_is_doubted_only_once_every_open_left_has_failed():
     beliefs.update(Attempt("bolt", opened, False, OPEN))
     doubt = _doubted("drawer", beliefs, opened, seen, set())
     assert doubt in opened
-    assert _doubted("drawer", beliefs, opened, seen, {"knob", "button"}) is None  # each is doubted once
+    assert _doubted("drawer", beliefs, opened, seen, {("knob", opened), ("button", opened)}) is None  # once here
+    later = opened | {"bolt"}  # the bolt opened since: every open left failed again, in this new state
+    seen[("drawer", OPEN, later)] = [False]
+    before = {("knob", opened), ("button", opened)}
+    first = _doubted("drawer", beliefs, later, seen, before)
+    assert first in later
+    again = _doubted("drawer", beliefs, later, seen, before | {(first, later)})
+    assert again in later - {first}  # and those doubted in the old state may be doubted in this one
+    assert _doubted("drawer", beliefs, later, seen, before | {(p, later) for p in later}) is None
     # re-read: the knob was closed all along; the beliefs are rebuilt from the corrected attempts
     corrected = history[:1] + [Attempt(a.part, a.displaced - {"knob"}, a.moved, a.direction) for a in history[1:]]
     before = beliefs.probability_blocks("knob", "bolt")
