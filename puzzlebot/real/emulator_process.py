@@ -9,7 +9,7 @@ never holds the perturbed model. What crosses the boundary is what a real arm wo
 * camera frames, child -> parent, through one latest-frame slot per camera;
 * the drawn gap, child -> parent, only in answer to "shutdown".
 
-Time: simulation time 0 is the monotonic instant `t0`; physics is stepped until its clock
+Time: simulation time 0 is the monotonic instant `t0` (0 itself when unpaced); physics is stepped until its clock
 catches up with the wall, and every event (applying a command, measuring a state, exposing
 a frame) is scheduled in simulation time. A loop that falls a few milliseconds behind (a
 render) catches up without moving any event, so latencies and timestamps stay exact.
@@ -507,7 +507,11 @@ class _Child:
     # ------------------------------------------------------------------ main loop
     def serve(self) -> None:
         cfg = self.cfg
-        self.t0 = time.monotonic()  # simulation time 0 (data.time is 0 after reset)
+        # Simulation time 0 (data.time is 0 after reset): the wall's now when paced to it; else 0,
+        # so that an unpaced episode's stamps, and every comparison made on them, do not depend on
+        # how long the machine has been up (at t0 ~ 5000 s a tracked knob's turn was read from a
+        # different set of frames than at t0 ~ 1000 s, and a probing test failed on one machine)
+        self.t0 = time.monotonic() if cfg.realtime else 0.0
         self._publish_state()
         for name in cfg.cameras:  # the first frame of every camera (seq 1) is always delivered
             self.cam_seq[name] += 1
