@@ -82,6 +82,7 @@ class Exploration:
 
 
 MAX_RESTORES = 2  # pushes of one part that slid back, before the beliefs are left to cope
+PUSHES_ON = 2  # pushes on along its joint after a side push turned a part open (to its stop)
 
 
 class ArmMoves:
@@ -130,7 +131,28 @@ class ArmMoves:
             self.opened_along[part] = _final_direction(np.asarray(interaction.tcp_positions))
         if self.on_probe is not None:
             self.on_probe(interaction)
+        if interaction.moved and direction == OPEN and interaction.contact == "side" and paced is None:
+            self._turn_on_to_stop(part)
         return interaction.moved
+
+    def _turn_on_to_stop(self, part: str) -> None:
+        """Push a part a side push turned open on along its fitted joint until it stops, at most
+        `PUSHES_ON` times. A fingertip loses a knob's crank pin part way round as the pin's path
+        bends away from the push (door_knob's dial stopped at 0.64 and 1.09 rad of its 2.5), which
+        can leave the knob inside the range over which it still holds what it locks
+        (gen_d5_s9505's knob2 stopped at 0.56 rad; it held the button up to 1.11). Turned parts
+        only: a bolt slid on to the end of its slot can bring its rod in front of what it freed."""
+        io = self.prober.io
+        for _ in range(PUSHES_ON):
+            if io.T_world_base is None:
+                return
+            if part_articulation(part, self.interactions, io.tracker.tracks[part], io.T_world_base).kind != "revolute":
+                return
+            on, back = self._pushed_on(part)
+            if on is None:
+                return
+            if not self._reopened(self.prober.probe(part, OPEN, hint=on, avoid=back, hint_only=True)):
+                return
 
     def restore(self, displaced: frozenset[str]) -> None:
         """Push open again every part believed open that the cameras see has slid back (knocked
@@ -160,28 +182,49 @@ class ArmMoves:
         """Open a part believed open further, or another way, never back along its fitted joint
         (a knob turned 1.8 rad was pushed "another way" shut).
 
-        A part the cameras saw open (a side push or a pull) is pushed on along its joint first:
-        a knob whose finger slid off its crank had stopped 0.65 rad round, inside the range over
-        which it still held a button. One that opened by a press is tried another way than the
-        press: a press that gave under the hand can be a knob's pin tipping, not its turn."""
-        on, back = self._on_not_back(part)
-        gave = self.gave_along.get(part)
+        A part the cameras saw open (a side push or a pull) is pushed on along its joint first,
+        that way alone: a knob whose finger slid off its crank had stopped 0.65 rad round,
+        inside the range over which it still held a button. Failing that, or for one a press
+        opened, it is tried another way than the one it gave to: a press that gave under the
+        hand can be a knob's pin tipping, not its turn."""
+        on, back = self._pushed_on(part)
         opened = [i for i in self.interactions if i.part == part and i.direction == OPEN and i.moved]
         if on is not None and opened and opened[-1].contact != "press":
-            hint, avoid = on, back
-        else:
-            hint, avoid = None, back + ((gave,) if gave is not None else ())
-        interaction = self.prober.probe(part, OPEN, hint=hint, avoid=avoid)
+            if self._reopened(self.prober.probe(part, OPEN, hint=on, avoid=back, hint_only=True)):
+                return True
+        gave = self.gave_along.get(part)
+        return self._reopened(self.prober.probe(part, OPEN, avoid=back + ((gave,) if gave is not None else ())))
+
+    def _reopened(self, interaction: Interaction) -> bool | None:
+        """Keep a reopening's record; whether it moved (None: it could not be tried)."""
         if not interaction.attempted:
             return None
         self.interactions.append(interaction)
         if interaction.moved and interaction.tried:
-            self.gave_along[part] = interaction.tried[-1]
+            self.gave_along[interaction.part] = interaction.tried[-1]
             if len(interaction.tcp_positions) >= 2:
-                self.opened_along[part] = _final_direction(np.asarray(interaction.tcp_positions))
+                self.opened_along[interaction.part] = _final_direction(np.asarray(interaction.tcp_positions))
         if self.on_probe is not None:
             self.on_probe(interaction)
         return interaction.moved
+
+    def _pushed_on(self, part: str) -> tuple[np.ndarray | None, tuple[np.ndarray, ...]]:
+        """`_on_not_back`, for a part a fingertip pushes kept in its handle's face plane (as the
+        push itself is). A knob's marker seen only after the push, at its other PnP tilt, put its
+        fitted axle 27 deg off the face's normal, and a push "on" along that fit headed into the
+        face and met nothing."""
+        on, back = self._on_not_back(part)
+        io = self.prober.io
+        track = io.tracker.tracks[part]
+        if on is None or io.sheet.affordances[part].mode != "push" or not track.times or io.T_world_base is None:
+            return on, back
+        rest = track_pose(track.positions[0], track.quaternions[0])  # the face as first seen, not as now
+        approach = io.sheet.affordances[part].in_world(io.T_world_base @ rest)[1]  # read (a tilt can be misread)
+        across = on - (on @ approach) * approach
+        if np.linalg.norm(across) < 0.5:  # the fit has it moving mostly along the approach: no side push
+            return on, back
+        across = across / np.linalg.norm(across)
+        return across, (-across,)
 
     def _on_not_back(self, part: str) -> tuple[np.ndarray | None, tuple[np.ndarray, ...]]:
         """The way to push a part believed open further open (a `hint`), and the way back towards

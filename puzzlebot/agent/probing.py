@@ -305,7 +305,7 @@ class Prober:
     # ------------------------------------------------------------------ probes
     def probe(self, part: str, direction: str = "open", hint: np.ndarray | None = None,
               handle: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None,
-              avoid: Sequence[np.ndarray] = (), pace: Pace | None = None) -> Interaction:
+              avoid: Sequence[np.ndarray] = (), pace: Pace | None = None, hint_only: bool = False) -> Interaction:
         """Try to move `part` away from (open) or back to (close) where it started, or test it.
 
         A test ("test") finds out whether the part gives without moving it far: a grasped part
@@ -328,6 +328,8 @@ class Prober:
             pace: the follow's speed once the part gives, and when to stop (a target opening,
                 e.g. the MPC's); without one the follow alternates two speeds until the part stops.
                 A paced open that ended at its target counts as moved, however short the travel.
+            hint_only: try the hint alone (pushing an open part on along its joint: another way
+                says nothing about whether it is at its stop).
         """
         aff = self.io.sheet.affordances[part]
         if not self._seen_well(part):
@@ -343,8 +345,8 @@ class Prober:
         reaches = len(self.reach_touches)
         self._handle_class = record.handle_class
         candidates = candidate_directions(self.config, aff.mode, approach, grip_axis, hint, handle_shape(aff))
-        if direction == "close" and hint is not None:
-            candidates = candidates[:1]  # back the way it came, nothing else
+        if hint is not None and (hint_only or direction == "close"):
+            candidates = candidates[:1]  # back the way it came (or on the way it went), nothing else
         for way in avoid:
             candidates = [d for d in candidates if d @ way < np.cos(np.radians(AVOID_DEG)) * np.linalg.norm(way)]
         if aff.mode == "push":  # a fingertip pushes; it cannot pull a handle towards the hand

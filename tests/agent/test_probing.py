@@ -185,12 +185,12 @@ def test_a_knob_pushed_open_another_way_is_not_pushed_back_shut() -> None:
     with _connected(spec, ("closeup",)) as (io, prober):
         emulator = io.driver.backend
         arm = ArmMoves(prober, None, set())
-        assert arm("dial", OPEN, frozenset())
+        arm.interactions.append(prober.probe("dial", OPEN))  # one push, not the arm's open on to the stop
+        assert arm.interactions[-1].moved
         first = prober.io.tracker.tracks["dial"]
         assert len(first.times) > 0
-        on = arm._on_not_back("dial")[0]  # on along the joint from where it stands
+        on, back = arm._pushed_on("dial")  # on along the joint from where it stands, in the face's plane
         arm.reopen("dial")
-        back = arm._on_not_back("dial")[1]
     assert back, "a turned knob has a fitted joint to go back along"
     reopened = arm.interactions[-1]
     assert all(np.degrees(np.arccos(np.clip(d @ back[0], -1, 1))) > 60.0 for d in reopened.tried)
@@ -199,7 +199,26 @@ def test_a_knob_pushed_open_another_way_is_not_pushed_back_shut() -> None:
     # seen turned by a side push, it is pushed on along its joint first, and that turns it on
     # (a knob left inside its locked range by a finger that slid off its crank is freed so)
     assert reopened.moved and len(reopened.tried) == 1
-    assert np.degrees(np.arccos(np.clip(reopened.tried[0] @ on / np.linalg.norm(on), -1, 1))) < 1.0
+    assert np.degrees(np.arccos(np.clip(reopened.tried[0] @ on, -1, 1))) < 1.0
+
+
+@pytest.mark.slow
+def test_a_knob_the_arm_turns_open_is_pushed_on_to_its_stop() -> None:
+    """A fingertip loses a knob's crank pin part way round (this dial stopped at 0.64 and 1.09 rad
+    of its 2.5 in two runs), which can leave a knob inside the range over which it still holds what
+    it locks; the arm's open pushes it on along its fitted joint until it stops."""
+    from puzzlebot.agent.explorer import ArmMoves
+    from puzzlebot.agent.locks import OPEN
+
+    spec = _spec("door_knob")
+    with _connected(spec, ("closeup",)) as (io, prober):
+        emulator = io.driver.backend
+        arm = ArmMoves(prober, None, set())
+        assert arm("dial", OPEN, frozenset())
+    pushes = [i for i in arm.interactions if i.part == "dial"]
+    assert 2 <= len(pushes) <= 3
+    dial = emulator.episode_gap()["final"]["part_positions"]["dial"]  # the world's own dial: checks only
+    assert dial > 2.3  # its range ends at 2.5 rad; it locks the door up to 0.9
 
 
 @pytest.mark.slow
