@@ -80,6 +80,11 @@ class ProbeConfig:
     max_turn_deg: float = 30.0  # most a push re-aims per tracked step of its handle
     test_push: float = 0.008  # m a side push gives before a test calls the part free: over a lock's play and
     # give (a locked bolt gave 5 mm under 12 N), within the travel over which a blocker blocks (a third or more)
+    park_offsets: tuple[tuple[float, float, float], ...] = ((0.0, 0.0, 0.12), (0.0, 0.2, 0.0), (0.0, -0.2, 0.0),
+                                                            (0.0, 0.2, 0.12), (0.0, -0.2, 0.12))
+    # m from the starting park, tried in turn for a park that hides no marker (`Prober.find_park`)
+    park_low: tuple[float, float, float] = (-0.45, -0.28, 0.05)  # m: the parks tried stay in the arm's box
+    park_high: tuple[float, float, float] = (0.18, 0.28, 0.53)
     press_drift: float = 0.004  # m across the push a pressing hand may move and still call it a press
     press_seen: float = 0.3  # of the hand's give, the cameras must see the handle go in (parked): a finger
     # that slipped off a knob's pin gave 10 mm beside it; latched buttons were seen 9-14 mm in for 12
@@ -436,6 +441,29 @@ class Prober:
         via[2] = max(via[2], self.io.park_pos[2])
         self.move_to(via, self.cmd_quat, self.config.free_speed)
         self.move_to(self.io.park_pos, self.io.park_quat, self.config.free_speed)
+
+    @_activity("camera_view")
+    def find_park(self, parts: Sequence[str]) -> list[str]:
+        """Move the park until the cameras see `parts` (hidden from the park by the hand itself)
+        and return those still unseen from the best park found, which is kept. The hand starts
+        where it is out of the cameras' view for most puzzles, but a tall one's top marker sat
+        behind it in the closeup view and its button was never explored (gen_d5_s9504)."""
+        cfg = self.config
+        start = self.io.park_pos.copy()
+        best, missing = start, list(parts)
+        for offset in cfg.park_offsets:
+            target = np.clip(start + np.asarray(offset, dtype=float), cfg.park_low, cfg.park_high)
+            self.move_to(target, self.io.park_quat, cfg.free_speed)
+            since = self.io.state.t
+            self._look(cfg.view_s)
+            still = [p for p in missing if not self.io.seen_since(p, since)]
+            if len(still) < len(missing):
+                best, missing = target, still
+            if not missing:
+                break
+        self.move_to(best, self.io.park_quat, cfg.free_speed)
+        self.io.park_pos = best.copy()
+        return missing
 
     def _grasp_probe(self, part: str, aff: Affordance, handle: np.ndarray, approach: np.ndarray,
                      grip_axis: np.ndarray, candidates: list[np.ndarray], record: Interaction,

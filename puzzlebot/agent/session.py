@@ -94,8 +94,11 @@ def connected(emulator: EmulatorBackend, sheet: MarkerSheet, out_dir: Path, conf
             if io.T_world_base is None:
                 raise RuntimeError(f"the base marker was not seen by {config.cameras} in {config.settle_s} s: "
                                    "cannot locate the puzzle")
-            seen = [part for part in sheet.affordances if io.tracker.tracks[part].times]
-            unseen = sorted(set(sheet.affordances) - set(seen))
+            prober = Prober(io, GripperController.hand, config.probe)
+            unseen = sorted(part for part in sheet.affordances if not io.tracker.tracks[part].times)
+            if unseen:  # the hand itself may hide them: look again from other parks
+                unseen = sorted(prober.find_park(unseen))
+            seen = [part for part in sheet.affordances if part not in unseen]
             if not seen:
                 raise RuntimeError(f"no part marker was seen by {config.cameras}: nothing to explore")
             if unseen:
@@ -104,7 +107,7 @@ def connected(emulator: EmulatorBackend, sheet: MarkerSheet, out_dir: Path, conf
                 log.warning(note)
                 if recorder is not None:
                     recorder.log_event("unseen_parts", parts=unseen, note=note)
-            yield _Connected(io, Prober(io, GripperController.hand, config.probe), seen, unseen)
+            yield _Connected(io, prober, seen, unseen)
         gap = emulator.episode_gap()
         gap_out.update(gap)
     finally:

@@ -348,3 +348,21 @@ def test_a_side_test_whose_fingertip_slid_round_a_blocked_cap_is_judged_by_the_c
     assert not blocked.moved
     assert abs(emulator.episode_gap()["final"]["part_positions"]["button"]) < 0.003  # ground truth: checks only
     assert knob.moved and knob.contact == "side"
+
+
+@pytest.mark.slow
+def test_a_marker_the_hand_hides_from_its_park_is_found_from_another_park() -> None:
+    """A tall lockbox's top button sat behind the hand in the closeup view from where the hand
+    starts, and was never explored (gen_d5_s9504: never solved). The park moves until it is seen."""
+    from puzzlebot.sim.generator import GeneratorConfig, generate
+
+    spec = generate(GeneratorConfig(depth=5, seed=9504))
+    with _connected(spec, ("closeup", "top"), seed=1) as (io, prober):
+        hidden = [part for part in io.sheet.affordances if not io.tracker.tracks[part].times]
+        assert hidden == ["button"]  # behind the hand at its start
+        start = io.park_pos.copy()
+        assert prober.find_park(hidden) == []
+        assert np.linalg.norm(io.park_pos - start) > 0.05 and prober._parked()
+        since = io.state.t
+        prober._look(0.6)
+        assert io.seen_since("button", since)  # seen from the new park on
