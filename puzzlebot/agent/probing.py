@@ -347,6 +347,7 @@ class Prober:
             grip_axis = grip_axis if grip_axis is not None else self.io.handle_world(part)[2]
         record = Interaction(part, aff.mode, direction, moved=False, handle_start=handle.copy(),
                              handle_class=handle_class(aff.mode, approach, grip_axis))
+        start_pose = self.io.part_pose_world(part)
         reaches = len(self.reach_touches)
         self._handle_class = record.handle_class
         candidates = candidate_directions(self.config, aff.mode, approach, grip_axis, hint, handle_shape(aff))
@@ -369,9 +370,18 @@ class Prober:
         record.reach_touches = self.reach_touches[reaches:]
         record.attempted = record.attempted and record.engaged  # re-judged by the cameras below
         if self._judging_view(part, record):  # the cameras have the last word once the hand is away
-            end, _, _ = self.io.handle_world(part)
+            end_pose = self.io.part_pose_world(part)
+            end = aff.in_world(end_pose)[0]
             record.handle_end = end
             seen = _travel(end - handle, approach, record.contact)
+            if not record.moved and start_pose is not None:
+                # Without the hand's word, only what a misread tilt cannot fake: the marker's move
+                # and its turn in its own plane. Its tilt is the ambiguous part of a marker's pose,
+                # and a tilt read afresh after the hand let go moved a handle standing out of its
+                # marker by over the open threshold: a locked drawer was taken for open and its goal
+                # for met (gen_d5_s9505), a locked knob for turned (gen_d5_s9502).
+                steady = aff.in_world(untilted(start_pose, end_pose))[0] - aff.in_world(start_pose)[0]
+                seen = _travel(steady, approach, record.contact)
             if not test and record.contact != "press":
                 record.travel = seen
                 record.moved = seen >= self.config.opened_threshold or _paced_to_target(pace, record)
@@ -953,6 +963,18 @@ class Pushed:
 def _paced_to_target(pace: Pace | None, record: Interaction) -> bool:
     """Whether a paced follow ended with the part at rest at its target (it moved as it should)."""
     return bool(pace is not None and record.engaged and getattr(pace, "finished", False))
+
+
+def untilted(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """Marker pose `after` (4x4) with its tilt since `before` taken out: its position, and its
+    orientation `before`'s turned only about the marker's normal (the turn in its own plane).
+    Of a planar marker's pose, the tilt is what PnP can read two ways; the rest it reads well."""
+    rel = before[:3, :3].T @ after[:3, :3]
+    twist = float(np.arctan2(rel[1, 0] - rel[0, 1], rel[0, 0] + rel[1, 1]))
+    c, s = np.cos(twist), np.sin(twist)
+    out = after.copy()
+    out[:3, :3] = before[:3, :3] @ np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    return out
 
 
 def _travel(step: np.ndarray, approach: np.ndarray, contact: str) -> float:

@@ -172,6 +172,28 @@ def test_a_press_that_went_in_sideways_is_not_a_press() -> None:
     assert not Pushed(travelled=0.004, gave=0.002, drift=0.0).pressed(0.006, 0.004)
 
 
+def test_a_markers_tilt_is_taken_out_but_its_move_and_its_turn_in_its_plane_are_kept() -> None:
+    """What a misread tilt cannot fake (`untilted`): a handle 3 cm out of its marker moves 15 mm
+    when the marker is read 30 deg tilted, which alone passes the 12 mm open threshold."""
+    from scipy.spatial.transform import Rotation
+
+    from puzzlebot.agent.probing import untilted
+
+    before = np.eye(4)
+    before[:3, :3] = Rotation.from_euler("xyz", [0.3, -0.2, 1.0]).as_matrix()
+    before[:3, 3] = [0.1, 0.2, 0.3]
+    after = before.copy()
+    after[:3, :3] = before[:3, :3] @ Rotation.from_euler("ZX", [0.5, 0.52]).as_matrix()  # turned, and tilted
+    after[:3, 3] += [0.0, 0.01, 0.0]
+    out = untilted(before, after)
+    turn = before[:3, :3].T @ out[:3, :3]
+    assert np.allclose(turn, Rotation.from_euler("Z", 0.5).as_matrix(), atol=1e-9)  # the in-plane turn kept
+    assert np.allclose(out[:3, 3], after[:3, 3])  # the move kept
+    handle = np.array([0.0, 0.0, 0.03, 1.0])  # out of the marker's face
+    tilted = np.linalg.norm((after @ handle)[:3] - (before @ handle)[:3])
+    assert tilted > 0.012 and np.linalg.norm((out @ handle)[:3] - (before @ handle)[:3]) == pytest.approx(0.01)
+
+
 @pytest.mark.slow
 def test_a_knob_pushed_open_another_way_is_not_pushed_back_shut() -> None:
     """`ArmMoves.reopen` pushes a part the cameras saw open on along its fitted joint first (a
