@@ -334,3 +334,33 @@ def test_after_the_hand_held_a_part_the_better_fitting_tilt_is_taken_not_the_one
     # every later press went along the wrong approach)
     np.testing.assert_allclose(after_a_gap(about_y(0.38), np.eye(4), handled=True, pressed=True), rest[:3, :3],
                                atol=1e-9)
+
+
+def test_a_still_parts_single_fit_tilted_in_place_is_a_misread_but_a_tilt_that_moves_it_is_a_turn():
+    # gen_d5_s9505's knob, untouched, was read 17 deg tilted from one frame on (one PnP fit only)
+    # while the hand turned the knob beside it; continuity then kept the flip, and every push on
+    # the knob was aimed beside its crank.
+    def about_y(angle: float) -> np.ndarray:
+        T = np.eye(4)
+        T[:3, :3] = [[np.cos(angle), 0, np.sin(angle)], [0, 1, 0], [-np.sin(angle), 0, np.cos(angle)]]
+        return T
+
+    rest = _pose([0.1, 0.05, 0.0], 0.2)
+
+    def tracker_at_rest(handled: bool = False) -> PartTracker:
+        tracker = PartTracker({2: "knob"})
+        for i in range(3):
+            tracker.update([_obs(0, CAM_BASE, 0.1 * i), _obs(2, CAM_BASE @ rest, 0.1 * i)], 0.1 * i)
+        if handled:
+            tracker.handled("knob")
+        return tracker
+
+    tracker = tracker_at_rest()
+    assert tracker.update([_obs(0, CAM_BASE, 0.3), _obs(2, CAM_BASE @ rest @ about_y(0.3), 0.3)], 0.3).rejected
+    tracker.update([_obs(0, CAM_BASE, 0.4), _obs(2, CAM_BASE @ rest @ _pose([0, 0, 0], 0.5), 0.4)], 0.4)
+    np.testing.assert_allclose(quat_to_matrix(tracker.tracks["knob"].quaternions[-1]),
+                               (rest @ _pose([0, 0, 0], 0.5))[:3, :3], atol=1e-9)  # its turn in its plane kept
+    swung = rest @ _pose([0.03, 0.0, -0.01]) @ about_y(0.3)  # a door swinging back: the marker moved 3 cm
+    assert tracker_at_rest().update([_obs(0, CAM_BASE, 0.3), _obs(2, CAM_BASE @ swung, 0.3)], 0.3).accepted
+    held = tracker_at_rest(handled=True)  # in the hand it may turn anywhere
+    assert held.update([_obs(0, CAM_BASE, 0.3), _obs(2, CAM_BASE @ rest @ about_y(0.3), 0.3)], 0.3).accepted

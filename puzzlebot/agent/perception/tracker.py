@@ -242,7 +242,8 @@ class PartTracker:
                                                                          track.quaternions[-1], pose, dt):
                 if self._consistent(track.positions[-1], track.quaternions[-1], flipped, dt):
                     pose = flipped  # moved by the hand: the better fit, unless only the other agrees
-            if not self._consistent(track.positions[-1], track.quaternions[-1], pose, dt):
+            if not (self._consistent(track.positions[-1], track.quaternions[-1], pose, dt)
+                    and (handled or flipped is not None or not self._tilted_in_place(track, pose))):
                 track.rejected += 1
                 track._pending.append(pose)
                 if not self._reseed(track):
@@ -270,6 +271,17 @@ class PartTracker:
         turned = quat_angle(quaternion, pose.quaternion)
         return (moved <= cfg.max_speed * dt + cfg.position_slack
                 and turned <= cfg.max_angular_speed * dt + cfg.angle_slack)
+
+    def _tilted_in_place(self, track: PartTrack, pose: PartPose) -> bool:
+        """A tilt beyond the slack with the marker still where it was: the signature of PnP's other
+        solution, not of a turn (a part turning about an axis off its marker also moves it). Taken
+        as a misread for a part the hand is not holding when the image gave one fit only:
+        gen_d5_s9505's knob, untouched, was read 17 deg tilted from one frame on while another knob
+        beside it was turned, and every later push on it was aimed beside its crank."""
+        cfg = self.config
+        before, after = quat_to_matrix(track.quaternions[-1])[:, 2], quat_to_matrix(pose.quaternion)[:, 2]
+        tilt = float(np.arccos(np.clip(before @ after, -1.0, 1.0)))
+        return tilt > cfg.angle_slack and float(np.linalg.norm(pose.position - track.positions[-1])) < cfg.position_slack
 
     def _reseed(self, track: PartTrack) -> bool:
         """True when the last `reinit_after` rejections agree with each other: the track was wrong."""
