@@ -348,8 +348,6 @@ class Prober:
         record = Interaction(part, aff.mode, direction, moved=False, handle_start=handle.copy(),
                              handle_class=handle_class(aff.mode, approach, grip_axis))
         start_pose = self.io.part_pose_world(part)
-        track = self.io.tracker.tracks[part]
-        start_tilt = track.quaternions[-1].copy() if track.times else None
         reaches = len(self.reach_touches)
         self._handle_class = record.handle_class
         candidates = candidate_directions(self.config, aff.mode, approach, grip_axis, hint, handle_shape(aff))
@@ -390,8 +388,6 @@ class Prober:
             elif test and record.contact == "side" and record.moved:  # a fingertip that slid round
                 record.moved = seen >= self.config.test_seen  # a blocked cap felt give, too
             record.attempted = record.attempted or seen >= self.config.moved_threshold  # slid without a felt push
-        if not record.moved and start_tilt is not None:
-            self.io.tracker.keep_tilt(part, start_tilt)  # it did not turn: nor did its marker's tilt
         return record
 
     def _seen_well(self, part: str) -> bool:

@@ -55,8 +55,6 @@ class PartTrack:
     rejected: int = 0
     """Measurements refused as outliers."""
     _pending: list[PartPose] = field(default_factory=list, repr=False)
-    _other_tilt: PartPose | None = field(default=None, repr=False)
-    """The newest accepted pose's other PnP solution, if the image gave one (`keep_tilt`)."""
 
     def __len__(self) -> int:
         return len(self.times)
@@ -66,7 +64,6 @@ class PartTrack:
         for values in (self.times, self.positions, self.quaternions, self.smoothed_positions,
                        self.smoothed_quaternions, self._pending):
             values.clear()
-        self._other_tilt = None
 
     def latest(self, t: float | None = None) -> PartPose | None:
         """Newest smoothed pose; stale with its age if `t` is later than the last measurement."""
@@ -183,25 +180,6 @@ class PartTracker:
         else:
             self._handled.discard(part)
 
-    def keep_tilt(self, part: str, quaternion: np.ndarray) -> bool:
-        """The hand let go of `part` without moving it: its newest pose takes, of its two PnP
-        tilts, the one nearer `quaternion` (its orientation before the hand touched it), and the
-        poses after follow from there. After a touch the better fit is taken (`handled`), and for a
-        small knob marker the two fit about equally: a knob pushed without turning was read 19 deg
-        tilted about half the time, and every later push on it went beside its crank. True if the
-        pose was changed."""
-        track = self.tracks[part]
-        other = track._other_tilt
-        self._handled.discard(part)
-        if not track.times or other is None:
-            return False
-        if quat_angle(quaternion, other.quaternion) >= quat_angle(quaternion, track.quaternions[-1]):
-            return False
-        track._other_tilt = PartPose(other.t, track.positions[-1], track.quaternions[-1])
-        track.positions[-1], track.quaternions[-1] = other.position, other.quaternion
-        track.smoothed_positions[-1], track.smoothed_quaternions[-1] = other.position, other.quaternion
-        return True
-
     def add_pose(self, part: str, t: float, T_base_part: np.ndarray, alternative: np.ndarray | None = None) -> bool:
         """Gate and record one already-relative pose (what `update` does per part), with the
         marker's other PnP tilt if there is one; True if accepted."""
@@ -274,8 +252,6 @@ class PartTracker:
                 track.clear()
         track._pending.clear()
         self._handled.discard(track.name)
-        track._other_tilt = None if flipped is None else (flipped if pose is not flipped else
-                                                          PartPose(t, T[:3, 3].copy(), quat_from_matrix(T[:3, :3])))
         if track.times:
             alpha = 1.0 - np.exp(-max(t - track.times[-1], 0.0) / max(cfg.smoothing_tau, 1e-9))
             position = track.smoothed_positions[-1] + alpha * (pose.position - track.smoothed_positions[-1])
