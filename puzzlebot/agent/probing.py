@@ -486,7 +486,9 @@ class Prober:
             if held is not None:
                 break
         else:
+            log.debug("%s: no hold on the bar at %s (grip axis %s)", part, np.round(handle, 3), np.round(grip_axis, 2))
             return  # not engaged: the fingers found no bar, or something else was in the way
+        log.debug("%s: held the bar at %s", part, np.round(self.io.state.tcp_position, 3))
         record.engaged = True
         self.slipped = False
         held_quat = self.cmd_quat.copy()
@@ -495,6 +497,8 @@ class Prober:
             start = self.io.state.tcp_position.copy()
             _clear(record)  # keep only the motion of the direction that works, from rest
             gave = self._comply(d, cfg.tug_distance, cfg.tug_speed, held, record=record, tug=True)
+            log.debug("%s: tug along %s held at %s gave %s (slipped %s)", part, np.round(d, 2),
+                      np.round(start, 3), gave, self.slipped)
             if self.slipped and not gave:  # lost the handle: later tugs would pull on nothing
                 record.engaged = False
                 break
